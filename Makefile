@@ -39,8 +39,11 @@ bench: venv
 # Re-resolve pins after changing dependencies in pyproject.toml.
 lock:
 	$(BIN)/pip install -q uv
+	# Index options come from the environment (UV_INDEX_URL, UV_EXTRA_INDEX_URL, UV_FIND_LINKS), never from this file.
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --index-strategy unsafe-best-match \
-	  --extra-index-url file:///opt/pypi-more/simple --find-links /opt/wheels --no-header --no-annotate -o constraints.txt
+	  --no-header --no-annotate -o constraints.txt.new
+	{ echo '# Resolved pins for the dependencies declared in pyproject.toml (regenerate: make lock). Used as pip -c constraints.'; \
+	  cat constraints.txt.new; } > constraints.txt && rm constraints.txt.new
 
 # Notebooks are committed without outputs.
 strip:
