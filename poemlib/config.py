@@ -1,12 +1,14 @@
-"""Project paths and YAML configuration loading."""
+"""Project paths, path resolution and YAML configuration loading (as dicts or as validated settings models)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = Path(os.environ.get("POEMLIB_ROOT", PACKAGE_DIR.parent)).resolve()
@@ -18,8 +20,33 @@ RESOURCES_DIR = PACKAGE_DIR / "resources"
 WORK_DIR = Path(os.environ.get("POEMLIB_WORK", PROJECT_ROOT / "work")).resolve()
 
 
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
 class ConfigError(ValueError):
     """A configuration file is missing or malformed."""
+
+
+def resolve_path(value: str | os.PathLike[str], *, prefer_cwd: bool = False) -> Path:
+    """A user or config path made absolute: `~` and `$VARS` expanded; absolute as is; `work/…` under WORK_DIR
+    (POEMLIB_WORK); other relative paths under the project root, or the current directory first when `prefer_cwd`
+    and the path exists there (command-line arguments)."""
+    path = Path(os.path.expanduser(os.path.expandvars(str(value))))
+    if path.is_absolute():
+        return path
+    if path.parts and path.parts[0] == "work":
+        return WORK_DIR.joinpath(*path.parts[1:])
+    if prefer_cwd and path.exists():
+        return path.resolve()
+    return PROJECT_ROOT / path
+
+
+def describe_validation_error(exc: ValidationError, *, limit: int = 3, root: str = "(root)") -> str:
+    """A pydantic error as one line: the count and the first `limit` problems as `field.path: message`."""
+    errors = exc.errors()
+    shown = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ())) or root}: {err.get('msg', '')}" for err in errors[:limit])
+    more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
+    return f"{shown}{more}"
 
 
 def config_path(name: str | os.PathLike[str]) -> Path:
@@ -43,6 +70,35 @@ def load_config(name: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at top level, got {type(data).__name__}")
     return data
+
+
+def load_settings(
+    model: type[SettingsT],
+    source: str | os.PathLike[str] | Mapping[str, Any] | SettingsT | None,
+    *,
+    default: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SettingsT:
+    """A validated settings model from a config name/path (default: `default`), a mapping or a model instance;
+    `overrides` (None values ignored) win over the file. Errors name the file and every bad field."""
+    if isinstance(source, model) and not overrides:
+        return source
+    label = model.__name__
+    if isinstance(source, BaseModel):
+        data: dict[str, Any] = source.model_dump()
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    elif source is None and default is None:
+        data = {}
+    else:
+        name = source if source is not None else default
+        label = str(config_path(name))
+        data = load_config(name)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{label}: {describe_validation_error(exc, limit=10)}") from exc
 
 
 def vision_budget(profile: str = "tiny") -> dict[str, int]:

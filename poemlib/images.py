@@ -124,3 +124,23 @@ def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def thumbnail_jpeg(
+    source: str | os.PathLike[str] | bytes | Image.Image, max_side: int = 320, *, crop: tuple[int, int] | None = None, quality: int = 80
+) -> bytes:
+    """The one thumbnail: EXIF-rotated RGB, fitted inside max_side (or centre-cropped to `crop`), as JPEG bytes."""
+    image = prepare_image(source, max(max_side, *(crop or (0,))) ** 2 * 4)
+    if crop is not None:
+        image = ImageOps.fit(image, crop, Image.Resampling.LANCZOS)
+    else:
+        image = image.copy()
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return encode_jpeg(image, quality)
+
+
+def jpeg_data_uri(jpeg: bytes) -> str:
+    """JPEG bytes as a data: URI for HTML pages and widgets."""
+    import base64
+
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

@@ -1,10 +1,10 @@
-"""JSONL reading and durable appending shared by every store."""
+"""Durable files shared by every stage: atomic whole-file writes, JSONL reading and appending."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +83,46 @@ class JSONLAppender:
         self.close()
 
 
-def write_jsonl(path: str | os.PathLike[str], objects: list[dict[str, Any]]) -> None:
-    """Write objects to a fresh JSONL file atomically (temp file + rename)."""
+def atomic_write(path: str | os.PathLike[str], data: str | bytes | Iterable[str | bytes]) -> Path:
+    """Replace `path` with `data` (text is UTF-8) so that a reader or a crash sees the old file or the new, never a
+    part: temp file beside it, fsync, rename, fsync of the directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for obj in objects:
-            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    chunks = [data] if isinstance(data, (str, bytes)) else data
+    try:
+        with tmp.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX needs the directory synced; elsewhere this is a no-op)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 1) -> Path:
+    """Write one JSON document atomically (UTF-8, Chinese kept readable)."""
+    return atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike[str], objects: Iterable[dict[str, Any]]) -> Path:
+    """Write objects to a fresh JSONL file atomically."""
+    return atomic_write(path, (json.dumps(obj, ensure_ascii=False) + "\n" for obj in objects))
