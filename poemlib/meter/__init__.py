@@ -11,12 +11,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from poemlib.meter.annotation import MeterCheckError, annotation_fields, check_annotation
 from poemlib.meter.cipai import (
     check_ci,
     cipai_names,
     parse_cipai,
     title_head,
 )
+from poemlib.meter.poem_types import infer_poem_type, normalise_poem_type
 from poemlib.meter.readings import MODES, TONE_MARK, Reading, line_readings
 from poemlib.meter.regulated import FORMS, check_regular
 from poemlib.meter.report import RULES, MeterReport, Violation, passes
@@ -29,11 +31,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CIPAI_NAMES",
     "RULES",
+    "MeterCheckError",
     "MeterReport",
     "Violation",
     "add_meter_columns",
     "check",
+    "check_annotation",
     "check_records",
+    "infer_poem_type",
     "normalise_poem_type",
     "parse_cipai",
     "passes",
@@ -41,23 +46,12 @@ __all__ = [
     "summarise",
 ]
 
-_TYPE_ALIASES = {"五绝": "五言绝句", "七绝": "七言绝句", "五律": "五言律诗", "七律": "七言律诗", "宋词": "词"}
-
 
 def __getattr__(name: str) -> Any:
     """CIPAI_NAMES is built on first use so importing the engine stays cheap."""
     if name == "CIPAI_NAMES":
         return cipai_names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def normalise_poem_type(poem_type: str) -> str:
-    """The schema's poem type for a name or common abbreviation (七律 → 七言律诗); ValueError naming unknown values."""
-    value = (poem_type or "").strip()
-    value = _TYPE_ALIASES.get(value, value)
-    if value not in POEM_TYPES:
-        raise ValueError(f"unknown poem_type {poem_type!r}; expected one of {', '.join(POEM_TYPES)}")
-    return value
 
 
 def _marks(lines: list[str], rows: list[list[Reading]]) -> tuple[list[list[str]], list[str]]:
@@ -145,25 +139,11 @@ def add_meter_columns(
     return out
 
 
-def _annotation_of(record: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The poem annotation inside a record (AnnotationRecord or bare Annotation) and why it was skipped if not."""
-    if "annotation" in record or "status" in record:
-        status = record.get("status", "ok")
-        if status != "ok":
-            return None, str(status)
-        record = record.get("annotation") or {}
-    if not isinstance(record, dict) or not record.get("create_condition", True):
-        return None, "unfit"
-    if not isinstance(record.get("poem_type"), str) or not isinstance(record.get("poem_content"), str):
-        return None, "invalid"
-    return record, "ok"
-
-
 def check_records(records: Iterable[dict[str, Any]], mode: str = "pingshui") -> tuple[list[MeterReport], Counter[str]]:
     """Check every fit poem in annotation records; also count why records were skipped."""
     reports, skipped = [], Counter()
     for record in records:
-        annotation, why = _annotation_of(record)
+        annotation, why = annotation_fields(record)
         if annotation is None:
             skipped[why] += 1
             continue
