@@ -11,7 +11,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from poemlib.meter.annotation import MeterCheckError, annotation_fields, check_annotation
+from poemlib.meter.annotation import (
+    MeterCheckError,
+    annotation_fields,
+    check_annotation,
+)
 from poemlib.meter.cipai import (
     check_ci,
     cipai_names,

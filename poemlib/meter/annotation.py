@@ -61,7 +61,8 @@ def check_annotation(annotation: Annotation | Mapping[str, Any] | None, *, mode:
     poem = _poem_of(annotation)
     if poem is None:
         return None
-    from poemlib.meter import check  # the package imports this module, so its entry point is looked up late
+    # The package imports this module, so its entry point is looked up late.
+    from poemlib.meter import check
 
     poem_type, content, title = poem
     try:

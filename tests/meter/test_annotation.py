@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from poemlib.meter import MeterCheckError, check_annotation, infer_poem_type, normalise_poem_type
+from poemlib.meter import (
+    MeterCheckError,
+    check_annotation,
+    infer_poem_type,
+    normalise_poem_type,
+)
 from poemlib.schema import Annotation
 
 LI_BAI = "朝辞白帝彩云间，\n千里江陵一日还。\n两岸猿声啼不住，\n轻舟已过万重山。"
