@@ -35,6 +35,12 @@ from PIL import Image, ImageOps
 
 from poemlib.config import RESOURCES_DIR, load_config, vision_budget
 from poemlib.images import BadImageError, encode_jpeg, prepare_image
+from poemlib.render import busy_html as render_busy
+from poemlib.render import idle_html as render_idle
+from poemlib.render import meter_badges_html as render_meter_badges
+from poemlib.render import poem_lines_html as render_poem_lines
+from poemlib.render import result_card_html as render_card
+from poemlib.render import stylesheet
 from poemlib.schema import POEM_TYPES, Annotation, GenerationResult, PoemRequest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,23 +64,6 @@ STATE_CLASSES = {
     "error": "state-error",
     "loading": "state-loading",
 }
-# error kinds that mean "the model answered, but not with a usable poem"
-PARSE_KINDS = frozenset({"invalid_json", "schema_invalid", "truncated", "empty"})
-ERROR_TITLES = {
-    "bad_image": "图片无法使用 / bad image",
-    "safety": "安全拦截 / blocked for safety",
-    "blocked": "请求被拦截 / prompt blocked",
-    "recitation": "疑似背诵 / recitation stop",
-    "rate_limited": "请求过多 / rate limited",
-    "server_error": "服务出错 / server error",
-    "timeout": "超时 / timed out",
-    "auth": "缺少或无效密钥 / no key or key rejected",
-    "api_error": "接口出错 / API error",
-    "generation_error": "生成失败 / generation failed",
-}
-PARSE_TITLE = "未能解析 / could not parse"
-MARK_CLASSES = {"平": "tone-ping", "仄": "tone-ze", "either": "tone-either", "unknown": "tone-unknown"}
-MARK_NAMES = {"平": "平", "仄": "仄", "either": "可平可仄", "unknown": "读音未知"}
 
 
 # ---------------------------------------------------------------------------
@@ -109,8 +98,8 @@ def load_demo_config(config: str | os.PathLike[str] | Mapping[str, Any] | None =
 
 @lru_cache(maxsize=1)
 def demo_css() -> str:
-    """The studio's stylesheet (poemlib/resources/demo.css)."""
-    return DEMO_CSS_PATH.read_text(encoding="utf-8")
+    """The studio's stylesheet (poemlib/resources/demo.css) followed by the poem cards' (poemlib.render)."""
+    return DEMO_CSS_PATH.read_text(encoding="utf-8") + "\n" + stylesheet()
 
 
 def running_in_voila() -> bool:
@@ -151,221 +140,6 @@ def state_pill(state: str, detail: str = "") -> str:
     cls = STATE_CLASSES.get(state, "state-error")
     title = f' title="{_e(detail)}"' if detail else ""
     return f'<span class="backend-state {cls}"{title}>{_e(state)}</span>'
-
-
-def render_busy(label: str) -> str:
-    """The busy indicator shown in a column until its backend answers."""
-    return (
-        f'<div class="poem-busy"><div class="spinner"></div>'
-        f"<div>生成中 generating… <br><small>{_e(label)}</small></div></div>"
-    )
-
-
-def render_idle(text: str = "选择照片，然后点「作诗 Generate」 · choose a photo, then Generate") -> str:
-    """What an empty column shows."""
-    return f'<div class="poem-idle">{_e(text)}</div>'
-
-
-def _stats_html(result: GenerationResult) -> str:
-    """Latency and token counts."""
-    parts = [f'<span class="latency">用时 {result.latency_s:.2f} s</span>']
-    usage = result.usage
-    if usage.prompt_tokens or usage.output_tokens or usage.total_tokens:
-        tokens = f"tokens: in {usage.prompt_tokens} · out {usage.output_tokens}"
-        if usage.thinking_tokens:
-            tokens += f" (thinking {usage.thinking_tokens})"
-        parts.append(f'<span class="tokens">{_e(tokens)}</span>')
-    parts.append(f'<span class="backend-name">{_e(result.backend)}</span>')
-    return f'<div class="poem-stats">{"".join(parts)}</div>'
-
-
-def _badge(kind: str, text: str, css: str, title: str = "") -> str:
-    """One 格律 badge."""
-    tip = f' title="{_e(title)}"' if title else ""
-    return f'<span class="meter-badge {css}" data-check="{_e(kind)}"{tip}>{_e(text)}</span>'
-
-
-def _verdict_badge(kind: str, name: str, value: bool | None, failures: int, extra: str = "", title: str = "") -> str:
-    """✓ / ✗ (n) / — for one check."""
-    if value is True:
-        return _badge(kind, f"{name} ✓{(' ' + extra) if extra else ''}", "meter-ok", title)
-    if value is False:
-        count = f" {failures}" if failures else ""
-        return _badge(kind, f"{name} ✗{count}", "meter-fail", title)
-    return _badge(kind, f"{name} —", "meter-na", title or "not applicable / not checked")
-
-
-def render_meter_badges(report: MeterReport | None) -> str:
-    """The 格律 badges of a report: form, 平仄, rhyme, template and rhyme scheme."""
-    if report is None:
-        return f'<div class="meter-badges">{_badge("meter", "格律 未检 not checked", "meter-na")}</div>'
-    by_cat: dict[str, int] = {}
-    for v in report.violations:
-        by_cat[v.category] = by_cat.get(v.category, 0) + 1
-    form_name = "词牌" if report.poem_type == "词" else "体式"
-    notes = "; ".join(report.notes)
-    badges = [
-        _verdict_badge("form", form_name, report.form_ok, by_cat.get("form", 0), title=notes if report.form_ok is None else ""),
-        _verdict_badge("tone", "平仄", report.tone_ok, by_cat.get("tone", 0), title=notes if report.tone_ok is None else ""),
-        _verdict_badge("rhyme", "押韵", report.rhyme_ok, by_cat.get("rhyme", 0), extra=report.rhyme_group or ""),
-    ]
-    if report.template:
-        badges.append(_badge("template", report.template, "meter-info"))
-    badges.append(_badge("mode", "平水韵" if report.mode == "pingshui" else "中华新韵", "meter-info"))
-    return f'<div class="meter-badges">{"".join(badges)}</div>'
-
-
-def _tone_legend() -> str:
-    """Which colour means what."""
-    return (
-        '<div class="tone-legend"><span class="tone-ping">平</span> · <span class="tone-ze">仄</span> · '
-        '<span class="tone-either">可平可仄</span> · <span class="ch violation">违律</span> · '
-        '<span class="ch rhyme">韵脚</span></div>'
-    )
-
-
-def render_poem_lines(content: str, report: MeterReport | None = None, *, vertical: bool = False) -> str:
-    """The poem as written (line by line, stanza breaks kept), each character coloured by its 平/仄 mark.
-
-    The report's lines are the poem with punctuation removed, so its characters are matched to the written text
-    in order; violations with a position are highlighted, a violation of a whole line marks the line.
-    """
-    flat: list[tuple[int, int, str]] = []
-    marks: list[list[str]] = []
-    point_v: dict[tuple[int, int], list[str]] = {}
-    line_v: dict[int, list[str]] = {}
-    rhyme_at: set[tuple[int, int]] = set()
-    template: list[str] = []
-    if report is not None:
-        marks = [list(m) for m in report.marks]
-        template = list(report.template_lines)
-        for li, line in enumerate(report.lines):
-            flat.extend((li, pi, ch) for pi, ch in enumerate(line))
-            if line and line[-1] in report.rhyme_chars and (li % 2 == 1 or li == 0):
-                rhyme_at.add((li, len(line) - 1))
-        for v in report.violations:
-            message = f"{v.rule}: {v.message}"
-            if v.line and v.position:
-                point_v.setdefault((v.line - 1, v.position - 1), []).append(message)
-            elif v.line:
-                line_v.setdefault(v.line - 1, []).append(message)
-
-    k = 0
-    rows: list[str] = []
-    text = content.replace("\r\n", "\n").replace("\r", "\n").strip()
-    previous_blank = False
-    for raw_line in text.split("\n"):
-        line = raw_line.strip()
-        if not line:
-            if rows and not previous_blank:
-                rows.append('<div class="stanza-break"></div>')
-            previous_blank = True
-            continue
-        previous_blank = False
-        spans: list[str] = []
-        line_indices: set[int] = set()
-        for ch in line:
-            if k < len(flat) and ch == flat[k][2]:
-                li, pi, _ = flat[k]
-                k += 1
-                line_indices.add(li)
-                mark = marks[li][pi] if li < len(marks) and pi < len(marks[li]) else "unknown"
-                classes = ["ch", MARK_CLASSES.get(mark, "tone-unknown")]
-                tips = [MARK_NAMES.get(mark, mark)]
-                if li < len(template) and pi < len(template[li]):
-                    tips.append(f"格律 {template[li][pi]}")
-                if (li, pi) in rhyme_at:
-                    classes.append("rhyme")
-                    tips.append("韵脚")
-                if (li, pi) in point_v:
-                    classes.append("violation")
-                    tips.extend(point_v[(li, pi)])
-                spans.append(f'<span class="{" ".join(classes)}" title="{_e(" · ".join(tips))}">{_e(ch)}</span>')
-            else:
-                spans.append(f'<span class="punct">{_e(ch)}</span>')
-        line_msgs = [m for li in sorted(line_indices) for m in line_v.get(li, [])]
-        cls = "poem-line has-violation" if line_msgs else "poem-line"
-        tip = f' title="{_e(" · ".join(line_msgs))}"' if line_msgs else ""
-        rows.append(f'<div class="{cls}"{tip}>{"".join(spans)}</div>')
-    body_cls = "poem-body vertical" if vertical else "poem-body"
-    return f'<div class="{body_cls}">{"".join(rows)}</div>'
-
-
-def render_violations(report: MeterReport | None, limit: int = 8) -> str:
-    """The broken rules, one per line (at most `limit`)."""
-    if report is None or not report.violations:
-        return ""
-    items = [f"<li><b>{_e(v.short())}</b> — {_e(v.message)}</li>" for v in report.violations[:limit]]
-    more = len(report.violations) - limit
-    if more > 0:
-        items.append(f"<li>… {more} more</li>")
-    return f'<ul class="violations">{"".join(items)}</ul>'
-
-
-def render_card(
-    result: GenerationResult,
-    meter_report: MeterReport | None = None,
-    *,
-    label: str | None = None,
-    vertical: bool = False,
-    raw_chars: int = 240,
-) -> str:
-    """One backend's answer as an HTML card (pure: same inputs, same HTML).
-
-    A poem: title, 体裁 (and 词牌) badge, lines with 平/仄 colouring and violations, 格律 badges, explanation, latency
-    and tokens. An unfit verdict: the model's reason. A failure: what went wrong; an answer that could not be parsed
-    shows an excerpt of the raw text labelled 未能解析 / could not parse.
-    """
-    backend = _e(result.backend)
-    who = f'<div class="card-label">{_e(label)}</div>' if label else ""
-    stats = _stats_html(result)
-    annotation = result.annotation
-    if annotation is None:
-        kind = result.error_kind or "api_error"
-        parse = kind in PARSE_KINDS
-        title = PARSE_TITLE if parse else ERROR_TITLES.get(kind, f"出错 / {kind}")
-        parts = [
-            f'<div class="poem-card poem-error poem-card-{backend}" data-error-kind="{_e(kind)}">{who}',
-            f'<div class="error-title">{_e(title)} <small>({_e(kind)})</small></div>',
-        ]
-        raw = (result.raw_text or "").strip()
-        if parse and kind != "schema_invalid":
-            # the message would only repeat the raw text: say what happened instead
-            why = {"truncated": "the answer hit the token limit before a complete JSON poem",
-                   "empty": "the model answered with no text"}.get(kind, "no JSON poem found in the answer")
-            parts.append(f'<div class="error-message">{_e(why)}</div>')
-        elif result.error_message:
-            parts.append(f'<div class="error-message">{_e(result.error_message[:600])}</div>')
-        if raw:
-            excerpt = raw[:raw_chars] + ("…" if len(raw) > raw_chars else "")
-            parts.append(f'<div class="raw-label">模型原文 raw answer ({len(raw)} chars):</div><div class="raw-excerpt">{_e(excerpt)}</div>')
-        parts.append(stats + "</div>")
-        return "".join(parts)
-    if not annotation.create_condition:
-        return (
-            f'<div class="poem-card poem-unfit poem-card-{backend}">{who}'
-            f'<div class="card-head"><span class="poem-title">不宜入诗</span><span class="poem-type-badge">unfit</span></div>'
-            f'<div class="error-message">模型认为这张照片不适合作诗 / the model judged this photo unfit:</div>'
-            f'<div class="poem-explanation">{_e(annotation.poem_content)}</div>'
-            f'<div class="poem-explanation">{_e(annotation.poem_explanation)}</div>{stats}</div>'
-        )
-    head = [f'<span class="poem-title">{_e(annotation.poem_title or "无题")}</span>']
-    head.append(f'<span class="poem-type-badge">{_e(annotation.poem_type)}</span>')
-    if meter_report is not None and meter_report.cipai:
-        head.append(f'<span class="cipai-badge">词牌 {_e(meter_report.cipai)}</span>')
-    return "".join(
-        [
-            f'<div class="poem-card poem-ok poem-card-{backend}">{who}',
-            f'<div class="card-head">{"".join(head)}</div>',
-            render_meter_badges(meter_report),
-            render_poem_lines(annotation.poem_content, meter_report, vertical=vertical),
-            _tone_legend() if meter_report is not None else "",
-            render_violations(meter_report),
-            f'<div class="poem-explanation">{_e(annotation.poem_explanation)}</div>',
-            stats,
-            "</div>",
-        ]
-    )
 
 
 # ---------------------------------------------------------------------------
