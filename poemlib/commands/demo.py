@@ -68,11 +68,31 @@ def register(app: typer.Typer) -> None:
         try:
             code = proc.wait()
         except KeyboardInterrupt:
-            proc.terminate()
-            try:
-                code = proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
-        if code not in (0, -15, 130):
+            code = stop_process_tree(proc.pid)
+        if code not in (0, -15, 130, None):
             raise typer.Exit(code)
+
+
+def stop_process_tree(pid: int, timeout_s: float = 10.0) -> int | None:
+    """Terminate a process and every descendant (Voilà's kernels run in sessions of their own, so a process-group
+    signal misses them); kill what is still alive after `timeout_s`. Returns the root's exit code."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+    family = [*root.children(recursive=True), root]
+    for proc in family:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=timeout_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=timeout_s)
+    return getattr(root, "returncode", None)
