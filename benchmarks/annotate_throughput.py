@@ -27,7 +27,7 @@ TARGET_RATIO = 10.0
 
 def _serve(conn, latency_s: float) -> None:
     """Child process: a replay server answering after latency_s; reports stats on request."""
-    from poemlib.offline.gemini_server import GeminiServer
+    from poemlib.offline.gemini import GeminiServer
 
     with GeminiServer(mode="replay", latency_s=latency_s) as server:
         conn.send(server.base_url)

@@ -29,7 +29,7 @@ def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def gemini_replay_server():
     """A loopback Gemini server in replay mode over the sample references."""
-    from poemlib.offline.gemini_server import GeminiServer
+    from poemlib.offline.gemini import GeminiServer
 
     with GeminiServer(mode="replay") as server:
         yield server

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from poemlib import annotate as ann
 from poemlib.config import PROJECT_ROOT
 from poemlib.images import bytes_sha256, file_sha256
-from poemlib.offline.gemini_server import GeminiServer
+from poemlib.offline.gemini import GeminiServer
 from poemlib.samples import sample_images
 
 VARIANTS_PER_PHOTO = 14

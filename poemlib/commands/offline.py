@@ -30,7 +30,7 @@ def serve_gemini_cmd(
     seed: int = typer.Option(0, help="fault draw seed"),
 ) -> None:
     """Serve the Gemini REST protocol on 127.0.0.1 until interrupted."""
-    from poemlib.offline.gemini_server import serve_forever
+    from poemlib.offline.gemini import serve_forever
 
     serve_forever(port=port, mode=mode, fault_rate=fault_rate, faults=faults.split(","), latency_s=latency, seed=seed)
 

@@ -10,8 +10,8 @@ from typing import Any
 _EXPORTS = {
     "build_tiny_qwen": "poemlib.offline.tiny_qwen",
     "ensure_tiny_qwen": "poemlib.offline.tiny_qwen",
-    "GeminiServer": "poemlib.offline.gemini_server",
-    "FaultPlan": "poemlib.offline.gemini_server",
+    "GeminiServer": "poemlib.offline.gemini",
+    "FaultPlan": "poemlib.offline.gemini",
 }
 
 
