@@ -41,6 +41,38 @@ def resolve_path(value: str | os.PathLike[str], *, prefer_cwd: bool = False) -> 
     return PROJECT_ROOT / path
 
 
+def resolve_model_ref(value: str) -> str:
+    """A model or adapter reference: local paths (`work/…`, `./…`, `~/…`, absolute, or existing under the project)
+    made absolute; anything else is a hub id and stays as it is. Comma-separated lists are resolved item by item."""
+    parts = []
+    for item in (part.strip() for part in str(value).split(",")):
+        path = Path(item).expanduser()
+        is_local = path.is_absolute() or item.startswith((".", "~")) or (path.parts and path.parts[0] == "work") or (PROJECT_ROOT / path).exists()
+        parts.append(str(resolve_path(item).resolve()) if is_local else item)
+    return ",".join(parts)
+
+
+# The one setting that names the base model for training and inference alike: a training config's
+# `model_name_or_path`, which this environment variable overrides everywhere at once.
+BASE_MODEL_ENV = "POEMLIB_BASE_MODEL"
+
+
+def base_model_of(train_config: Mapping[str, Any]) -> str:
+    """The base model a training config trains (and inference then loads): POEMLIB_BASE_MODEL, else its
+    model_name_or_path, resolved with resolve_model_ref."""
+    value = os.environ.get(BASE_MODEL_ENV) or train_config.get("model_name_or_path")
+    if not value:
+        raise ConfigError("the training config names no model_name_or_path (and POEMLIB_BASE_MODEL is not set)")
+    return resolve_model_ref(str(value))
+
+
+def adapter_dir_of(train_config: Mapping[str, Any]) -> Path:
+    """Where a training config writes its LoRA adapter (its output_dir), which inference then loads."""
+    if not train_config.get("output_dir"):
+        raise ConfigError("the training config names no output_dir")
+    return resolve_path(str(train_config["output_dir"]))
+
+
 def describe_validation_error(exc: ValidationError, *, limit: int = 3, root: str = "(root)") -> str:
     """A pydantic error as one line: the count and the first `limit` problems as `field.path: message`."""
     errors = exc.errors()

@@ -190,7 +190,7 @@ def test_real_lora_training_writes_an_adapter_that_changes_the_output(trained, t
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from poemlib.images import prepare_image
-    from poemlib.train import _render_prompt
+    from poemlib.backends.qwen_prompt import render_qwen_prompt
 
     out = trained.output_dir
     assert trained.adapter_dir == out
@@ -213,7 +213,7 @@ def test_real_lora_training_writes_an_adapter_that_changes_the_output(trained, t
     row = rows[0]
     processor = AutoProcessor.from_pretrained(tiny_qwen_dir)
     image = prepare_image(tiny_dataset / row["images"][0], 50176)
-    prompt = _render_prompt(row["messages"][0]["content"][len("<image>") :])
+    prompt = render_qwen_prompt(row["messages"][0]["content"][len("<image>") :])
     inputs = processor(text=[prompt + row["messages"][1]["content"]], images=[image], return_tensors="pt")
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
     with torch.no_grad():
