@@ -19,6 +19,7 @@ from poemlib.meter.annotation import (
 from poemlib.meter.cipai import (
     check_ci,
     cipai_names,
+    closest_names,
     parse_cipai,
     title_head,
 )
@@ -81,27 +82,35 @@ def check(poem_type: str, poem_content: str, title: str | None = None, mode: str
             template=res.template, template_lines=res.template_lines, rhyme_group=res.rhyme_group, rhyme_chars=res.rhyme_chars,
         )
     else:
-        lines = [seg.text for seg in segments]
+        ci_fields = _check_ci_fields(title, stanzas, mode)
+        lines = ci_fields.pop("lines", None) or [seg.text for seg in segments]
         rows = [line_readings(line, mode) for line in lines]
-        fields.update(_check_ci_fields(title, stanzas))
+        fields.update(ci_fields)
     fields["lines"] = lines
     fields["marks"], fields["uncertain"] = _marks(lines, rows)
     return MeterReport(**fields)
 
 
-def _check_ci_fields(title: str | None, stanzas: list[list[Segment]]) -> dict[str, Any]:
-    """Report fields for a 词: form by its 词牌; 平仄 and rhyme not applicable."""
-    notes = ["词: 平仄 and rhyme are not checked (the 词牌 table holds 句 structure only)"]
+def _check_ci_fields(title: str | None, stanzas: list[list[Segment]], mode: str = "pingshui") -> dict[str, Any]:
+    """Report fields for a 词: form, 平仄 and rhyme against the best fitting 体 of its 词牌."""
     name = parse_cipai(title)
     if not stanzas:
         empty = Violation(category="form", rule="句数", message="the poem is empty")
-        return {"form_ok": False, "violations": [empty], "notes": notes, "cipai": name}
+        return {"form_ok": False, "violations": [empty], "cipai": name}
     if name is None:
         head = title_head(title)
-        reason = f"词牌 {head!r} is not in the 词牌 table" if head else "no 词牌 in the title"
-        return {"form_ok": None, "notes": [f"form not checked: {reason}", *notes], "cipai": None}
-    res = check_ci(name, stanzas)
-    return {"form_ok": res.form_ok, "violations": res.violations, "notes": res.notes + notes, "cipai": name, "template": res.variant}
+        if head:
+            near = "、".join(closest_names(head)) or "none"
+            reason = f"词牌 {head!r} is not a known 词牌 (closest known: {near})"
+        else:
+            reason = "no 词牌 in the title"
+        return {"form_ok": None, "notes": [f"form, 平仄 and rhyme not checked: {reason}"], "cipai": None}
+    res = check_ci(name, stanzas, mode)
+    return {
+        "form_ok": res.form_ok, "tone_ok": res.tone_ok, "rhyme_ok": res.rhyme_ok, "violations": res.violations,
+        "notes": res.notes, "cipai": name, "template": res.variant, "lines": res.lines, "template_lines": res.template_lines,
+        "rhyme_group": res.rhyme_group, "rhyme_chars": res.rhyme_chars,
+    }
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ RULES: dict[str, str] = {
     "出韵": "a rhyme character is outside the poem's rhyme group",
     "押仄声韵": "a rhyme position ends in a 仄 character (近体诗 rhyme in 平声)",
     "重韵": "the same character is used twice as a rhyme",
+    "词谱平仄": "a character of a 词 has the tone opposite to the 平 or 仄 its 词谱 asks for at that position",
 }
 
 

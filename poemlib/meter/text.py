@@ -6,9 +6,11 @@ import re
 from dataclasses import dataclass
 from itertools import pairwise
 
-# Hard breaks end a 句 or 逗; both Chinese and ASCII forms occur in model output.
-_BREAKS = "，。！？；、,.!?;：:…/|｜"
+# Hard breaks end a 句 or 逗; Chinese (full width, half width, small forms) and ASCII forms all occur.
+_BREAKS = "，。！？；、,.!?;：:…/|｜｡､﹐﹑﹒﹔﹕﹖﹗．"
 _BREAK_RE = re.compile(f"[{re.escape(_BREAKS)}\n]+")
+# A run of these alone is a pause inside a line (「长向月圆时候、望人归」), not a line end.
+_PAUSES = frozenset("、､﹑")
 # Dropped entirely: quotes, brackets, decoration and the stray Latin-1/CJK punctuation models add.
 _DROP_RE = re.compile(r"[“”‘’\"'「」『』《》〈〉()（）【】\[\]·・—–\-~～*#_\\]")
 # A title the model repeats inside the poem (《早发白帝城》) is not part of any line.
@@ -23,25 +25,32 @@ class Segment:
 
     text: str
     soft_breaks: tuple[int, ...] = ()  # offsets inside text where the writer left a space
+    pause: bool = False  # the segment ends in 、: a pause inside a line rather than a line end
+
+
+def _segment(piece: str, pause: bool) -> Segment | None:
+    """One segment from the text between two breaks, spaces kept as soft breaks; None when it is empty."""
+    if not _SPACE_RE.search(piece):
+        return Segment(piece, (), pause) if piece else None
+    parts = [p for p in _SPACE_RE.split(piece.strip()) if p]
+    if not parts:
+        return None
+    offsets, total = [], 0
+    for part in parts[:-1]:
+        total += len(part)
+        offsets.append(total)
+    return Segment("".join(parts), tuple(offsets), pause)
 
 
 def _segments(chunk: str) -> list[Segment]:
     """Split one stanza (already stripped of dropped marks) into segments at hard breaks, keeping spaces as soft breaks."""
-    out = []
-    for piece in _BREAK_RE.split(chunk):
-        if not piece:
-            continue
-        if not _SPACE_RE.search(piece):
-            out.append(Segment(piece))
-            continue
-        parts = [p for p in _SPACE_RE.split(piece.strip()) if p]
-        if not parts:
-            continue
-        offsets, total = [], 0
-        for part in parts[:-1]:
-            total += len(part)
-            offsets.append(total)
-        out.append(Segment("".join(parts), tuple(offsets)))
+    out, start = [], 0
+    for match in [*_BREAK_RE.finditer(chunk), None]:
+        stop = match.start() if match else len(chunk)
+        seg = _segment(chunk[start:stop], bool(match) and set(match.group()) <= _PAUSES)
+        if seg is not None:
+            out.append(seg)
+        start = match.end() if match else stop
     return out
 
 
