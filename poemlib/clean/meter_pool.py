@@ -1,0 +1,185 @@
+"""Meter checks of the chosen poems, shared with worker processes while the inputs are still being read."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from poemlib.clean.records import Item
+
+# Inputs smaller than this are meter-checked in-process; larger ones by worker processes (the meter dominates).
+PARALLEL_MIN_BYTES = 4 << 20
+METER_BATCH = 256
+
+_NON_HAN = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
+
+Poem = tuple[str, str, "str | None"]  # (poem type, content, title)
+Order = tuple[int, int]  # (input number, position in the file): a record's key
+
+
+class MeterResult(NamedTuple):
+    """A meter report reduced to what clean needs, with the full report kept as JSON text for the output line."""
+
+    json: bytes
+    form_ok: bool | None
+    tone_ok: bool | None
+    rhyme_ok: bool | None
+    error: bool
+    line_lengths: tuple[int, ...]
+
+    @property
+    def passed(self) -> int:
+        """How many of form/tone/rhyme passed (poemlib.meter.passes)."""
+        return (self.form_ok is True) + (self.tone_ok is True) + (self.rhyme_ok is True)
+
+    def value(self, check: str) -> bool | None:
+        """The result of one of form, tone, rhyme."""
+        return getattr(self, f"{check}_ok")
+
+
+def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> MeterResult:
+    """Check one poem through meter.check_annotation and reduce the report (its JSON rendered by pydantic-core)."""
+    from poemlib.meter import MeterCheckError, check_annotation
+
+    try:
+        report = check_annotation({"poem_type": poem_type, "poem_content": content, "poem_title": title}, mode=mode)
+    except MeterCheckError as exc:  # a checker bug must not lose the record; it is flagged and counted
+        lines = [_NON_HAN.sub("", line) for line in content.split("\n") if line.strip()]
+        error = json.dumps({"error": str(exc)}, ensure_ascii=False).encode("utf-8")
+        return MeterResult(error, None, None, None, True, tuple(len(x) for x in lines))
+    assert report is not None  # an ok record always carries a type and content
+    return MeterResult(
+        report.model_dump_json().encode("utf-8"),
+        report.form_ok,
+        report.tone_ok,
+        report.rhyme_ok,
+        False,
+        tuple(len(line) for line in report.lines),
+    )
+
+
+def meter_batch(keys: list[Any], batch: list[Poem], mode: str) -> tuple[list[Any], list[MeterResult]]:
+    """Worker-process entry: (keys, meter results) for a batch of (type, content, title)."""
+    return keys, [meter_result(ptype, content, title, mode) for ptype, content, title in batch]
+
+
+def default_workers() -> int:
+    """Worker processes for meter checks: the CPUs this process may use, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+class MeterQueue:
+    """Meter checks of the chosen poems, shared between worker processes and the main process.
+
+    Every ok record that becomes the chosen one for its image is queued as soon as it is read; full batches go to
+    the workers (a few in flight each) while the inputs are still being read. When the output is written in input
+    order, the main process takes results batch by batch: a batch the workers have not got to is checked
+    in-process, while the workers are kept busy from the far end of the queue, so main and workers meet in the
+    middle. A record that later loses its image is dropped from the queue. Without a pool (small inputs,
+    workers=1) or for a batch whose worker failed, `get` checks in-process.
+    """
+
+    def __init__(self, mode: str, workers: int) -> None:
+        self.mode = mode
+        self.pool = None
+        self._max_in_flight = 2 * (workers - 1)
+        if workers > 1:
+            import multiprocessing as mp
+
+            # fork (where there is one): workers start small because they are forked before the inputs are read, and
+            # unlike spawn/forkserver it does not re-import __main__ (a script without a __main__ guard stays safe).
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self.pool = mp.get_context(method).Pool(workers - 1)
+        self._open: list[tuple[Order, Poem]] = []
+        self._batches: list[list[tuple[Order, Poem]] | None] = []  # None once sent or done
+        self._queued: list[int] = []  # indexes of sealed batches not yet sent, in order
+        self._in_flight: dict[int, Any] = {}  # batch index -> AsyncResult
+        self._where: dict[Order, int] = {}  # order of a wanted record -> its batch
+        self._done: dict[Order, MeterResult] = {}
+
+    def submit(self, item: Item) -> None:
+        """Queue an ok record's poem (no-op without a pool)."""
+        if self.pool is None or item.status != "ok":
+            return
+        self._where[item.order] = len(self._batches)
+        self._open.append((item.order, (item.ptype, item.content, item.title)))  # type: ignore[arg-type]
+        if len(self._open) >= METER_BATCH:
+            self.seal()
+            self._pump(from_back=False)
+
+    def seal(self) -> None:
+        """Close the open batch (call once the inputs are read)."""
+        if self._open:
+            self._queued.append(len(self._batches))
+            self._batches.append(self._open)
+            self._open = []
+
+    def discard(self, item: Item) -> None:
+        """A record lost its image: its result is not wanted."""
+        self._where.pop(item.order, None)
+        self._done.pop(item.order, None)
+
+    def _wanted(self, index: int) -> list[tuple[Order, Poem]]:
+        """Take a batch out of the queue, less the records no longer wanted."""
+        batch, self._batches[index] = self._batches[index], None
+        return [(key, poem) for key, poem in batch or () if self._where.get(key) == index]
+
+    def _harvest(self, index: int, *, wait: bool) -> None:
+        """Store a worker's results for a batch (when ready, or waiting for it)."""
+        result = self._in_flight.get(index)
+        if result is None or not (wait or result.ready()):
+            return
+        del self._in_flight[index]
+        try:
+            keys, meters = result.get()
+        except Exception:  # a dead worker: those poems are checked in-process by get()
+            return
+        for key, meter in zip(keys, meters):
+            if self._where.get(key) == index:
+                del self._where[key]
+                self._done[key] = meter
+
+    def _pump(self, *, from_back: bool) -> None:
+        """Collect finished batches and keep every worker supplied."""
+        for index in [i for i, r in self._in_flight.items() if r.ready()]:
+            self._harvest(index, wait=False)
+        while self._queued and len(self._in_flight) < self._max_in_flight:
+            index = self._queued.pop() if from_back else self._queued.pop(0)
+            work = self._wanted(index)
+            if work:
+                keys = [k for k, _ in work]
+                self._in_flight[index] = self.pool.apply_async(meter_batch, (keys, [p for _, p in work], self.mode))  # type: ignore[union-attr]
+
+    def _check_batch_here(self, index: int) -> None:
+        """Check a batch no worker has taken in this process."""
+        self._queued.remove(index)
+        for key, (ptype, content, title) in self._wanted(index):
+            del self._where[key]
+            self._done[key] = meter_result(ptype, content, title, self.mode)
+
+    def get(self, item: Item) -> MeterResult:
+        """The meter result of an ok record (from a worker, checked here with the rest of its batch, or checked now)."""
+        index = self._where.get(item.order)
+        if index is not None and self.pool is not None:
+            self._pump(from_back=True)
+            if index in self._in_flight:
+                self._harvest(index, wait=True)
+            elif self._batches[index] is not None:
+                self._check_batch_here(index)
+        meter = self._done.pop(item.order, None)
+        self._where.pop(item.order, None)
+        return meter if meter is not None else meter_result(item.ptype, item.content, item.title, self.mode)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
