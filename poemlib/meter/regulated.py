@@ -234,6 +234,10 @@ def _check_tone(lines: list[str], rows: list[list[Reading]], first_rhymes: bool)
     tones = [tuple([rd.tone for rd in row]) for row in rows]
     last_first = tones[0][-1]
     first_ending = last_first if last_first in (PING, ZE) else (PING if first_rhymes else ZE)
+    # A rhyme position is 平 by definition: a polyphonic rhyme character (看) counts as 平 there, so 三平尾 shows.
+    for i in [*range(1, len(tones), 2), *([0] if first_rhymes else [])]:
+        if tones[i][-1] == EITHER:
+            tones[i] = (*tones[i][:-1], PING)
     options = []
     for i, line_tones in enumerate(tones):
         ending = first_ending if i == 0 else (PING if i % 2 else ZE)
@@ -251,11 +255,24 @@ def _check_tone(lines: list[str], rows: list[list[Reading]], first_rhymes: bool)
                 relation = "match" if wanted_same else "oppose"
                 out.append(Violation(category="tone", rule=rule, line=i + 1, position=2, char=line[1], message=f"line {i + 1} position 2 should {relation} line {i} position 2"))
         _, faults, line_notes = options[i][state]
+        out.extend(_second_breaks_relation(i, line, tones[i][1], states, faults))
         for rule, pos, message in faults:
             out.append(Violation(category="tone", rule=rule, line=i + 1, position=pos, char=line[pos - 1], message=message))
         notes.extend(note.replace("{n}", str(i + 1)) for note in line_notes)
     out.sort(key=lambda v: (v.line or 0, v.position or 0))
     return out, notes, states[0], first_ending
+
+
+def _second_breaks_relation(i: int, line: str, second: int, states: list[int], faults: tuple[_Found, ...]) -> list[Violation]:
+    """失粘/失对 read from the 2nd character itself when it breaks 二四六分明 (巨龙卧波: 龙 平 after a 仄 line)."""
+    if i == 0 or second not in (PING, ZE) or not any(rule == "二四六分明" and pos == 2 for rule, pos, _ in faults):
+        return []
+    wanted_same = i % 2 == 0
+    if (second == states[i - 1]) == wanted_same:
+        return []
+    rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
+    message = f"line {i + 1} position 2 「{line[1]}」 should {relation} line {i} position 2"
+    return [Violation(category="tone", rule=rule, line=i + 1, position=2, char=line[1], message=message)]
 
 
 def _best_states(costs: list[dict[int, float]]) -> list[int]:
