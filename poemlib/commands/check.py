@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
     def check(
         text: str = typer.Argument(None, help="the poem; '-' reads it from stdin"),
         poem_type: str = typer.Option(None, "--type", help="五言绝句, 七言绝句, 五言律诗, 七言律诗 or 词"),
-        title: str = typer.Option(None, "--title", help="the title; for 词 it names the 词牌 (浣溪沙·春晓)"),
+        title: str = typer.Option(None, "--title", help="the title; for 词 it names the 词牌: 水调歌头 or 水调歌头·明月几时有 (required for 词)"),
         mode: str = typer.Option("pingshui", "--mode", help="pingshui (平水韵) or xinyun (中华新韵)"),
         jsonl: Path = typer.Option(None, "--jsonl", exists=True, dir_okay=False, help="check every record of an annotation JSONL file"),
     ) -> None:
@@ -68,7 +68,22 @@ def register(app: typer.Typer) -> None:
         if text == "-":
             text = sys.stdin.read()
         try:
-            report = meter.check(poem_type, text, title=title, mode=mode)
+            ptype = meter.normalise_poem_type(poem_type)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--type") from exc
+        if ptype == "词":
+            _require_cipai(title)
+        report = meter.check(ptype, text, title=title, mode=mode)
         _echo_json(report.model_dump(mode="json"))
+
+
+def _require_cipai(title: str | None) -> None:
+    """A 词 is checked against its 词牌: the title must name a known one ('水调歌头' or '水调歌头·明月几时有')."""
+    from poemlib.meter.cipai import closest_names, parse_cipai, title_head
+
+    if not title:
+        raise typer.BadParameter("a 词 needs --title naming its 词牌 (e.g. 水调歌头 or 水调歌头·明月几时有)", param_hint="--title")
+    if parse_cipai(title) is None:
+        head = title_head(title) or title
+        near = "、".join(closest_names(head)) or "none close"
+        raise typer.BadParameter(f"unknown 词牌 {head!r}; closest known: {near}", param_hint="--title")

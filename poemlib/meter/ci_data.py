@@ -168,11 +168,13 @@ def cipai_names() -> list[str]:
 
 
 def _title_parts(title: str) -> list[str]:
-    """Candidate names in a title: 《》 contents first, then the pieces between separators."""
-    text = to_simplified(title).strip()
-    parts = [p for inner in _BOOK_TITLE.findall(text) for p in _SEPARATORS.split(inner) if p]
-    parts += [p for p in _SEPARATORS.split(re.sub(r"[《》〈〉「」“”\"']", " ", text)) if p]
-    return parts
+    """Candidate names in a title: 《》 contents first, then the pieces between separators; as written, then simplified
+    (the 谱 keeps 乾荷叶 and 徵招, which a character-by-character simplification would turn into 干荷叶 and 征招)."""
+    parts: list[str] = []
+    for text in (title.strip(), to_simplified(title).strip()):
+        parts += [p for inner in _BOOK_TITLE.findall(text) for p in _SEPARATORS.split(inner) if p]
+        parts += [p for p in _SEPARATORS.split(re.sub(r"[《》〈〉「」“”\"']", " ", text)) if p]
+    return list(dict.fromkeys(parts))
 
 
 def title_head(title: str | None) -> str | None:
@@ -189,11 +191,13 @@ def parse_cipai(title: str | None) -> str | None:
     if not title:
         return None
     index = name_index()
+    whole = index.get(title.strip()) or index.get(to_simplified(title).strip())  # names with brackets: 三台（大曲）
+    if whole:
+        return whole
     parts = _title_parts(title)
     for part in parts:
-        found = index.get(part) or index.get(title.strip())
-        if found:
-            return found
+        if part in index:
+            return index[part]
     lengths = sorted({len(name) for name in index if len(name) >= 2}, reverse=True)
     for part in parts:
         for prefix in ("调寄", "寄调", "词寄", ""):
