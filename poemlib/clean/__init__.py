@@ -94,7 +94,13 @@ from poemlib.clean.legacy import LEGACY_MODEL, LEGACY_PROMPT_VERSION, legacy_ann
 from poemlib.clean.meter_pool import PARALLEL_MIN_BYTES, default_workers
 from poemlib.clean.paths import expand_inputs, normalise_path
 from poemlib.clean.plots import plot_report
-from poemlib.clean.policy import DEDUPE_POLICIES, METER_CHECKS, CleanPolicy, DedupePolicy, load_policy
+from poemlib.clean.policy import (
+    DEDUPE_POLICIES,
+    METER_CHECKS,
+    CleanPolicy,
+    DedupePolicy,
+    load_policy,
+)
 from poemlib.clean.report import (
     DEFINITIONS,
     CleanReport,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from poemlib.clean.meter_pool import MeterQueue, MeterResult
+from poemlib.clean.meter_pool import MeterQueue
+from poemlib.clean.meter_result import MeterResult
 from poemlib.clean.records import Item
 from poemlib.clean.report import DuplicateMember
 

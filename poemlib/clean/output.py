@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from poemlib.clean.dedupe import Chosen, decide_best
-from poemlib.clean.meter_pool import MeterQueue, MeterResult
+from poemlib.clean.meter_pool import MeterQueue
+from poemlib.clean.meter_result import MeterResult
 from poemlib.clean.policy import CleanPolicy
 from poemlib.clean.records import Item
 from poemlib.clean.report import DuplicateGroup, MissingImage, UnfitItem

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from poemlib.clean.formats import read_contents
-from poemlib.clean.legacy import FIELD_ALIASES, Malformed, NotJSON, first_key, is_record_shaped
+from poemlib.clean.legacy import (
+    FIELD_ALIASES,
+    Malformed,
+    NotJSON,
+    first_key,
+    is_record_shaped,
+)
 from poemlib.clean.paths import ImageResolver, InputFile
 from poemlib.clean.records import Item, legacy_item, store_item
 from poemlib.clean.report import CleanReport, InputSummary, MalformedRecord

@@ -27,7 +27,7 @@ from poemlib.clean.paths import ImageResolver, normalise_path, relative_for_sche
 from poemlib.schema import AnnotationRecord, TokenUsage
 
 if TYPE_CHECKING:
-    from poemlib.clean.meter_pool import MeterResult
+    from poemlib.clean.meter_result import MeterResult
 
 # Fields clean sets anew on every output line (an earlier clean's values are dropped).
 _OUT_FIELDS = {"image_paths", "source", "meter", "flags"}
@@ -109,15 +109,15 @@ def legacy_item(obj: dict[str, Any], order: tuple[int, int], source: str, mtime:
     identity, digest, rel, state = _legacy_image(obj, images, repairs)
     tokens = _legacy_tokens(obj, repairs)
     answer, failure = legacy_answer(obj, repairs)
-    common = dict(
-        image_sha256=digest,
-        image_paths=[rel],
-        model=LEGACY_MODEL,
-        prompt_version=LEGACY_PROMPT_VERSION,
-        usage=TokenUsage(total_tokens=tokens or 0),
-        created_at=mtime,
-        source=source,
-    )
+    common: dict[str, Any] = {
+        "image_sha256": digest,
+        "image_paths": [rel],
+        "model": LEGACY_MODEL,
+        "prompt_version": LEGACY_PROMPT_VERSION,
+        "usage": TokenUsage(total_tokens=tokens or 0),
+        "created_at": mtime,
+        "source": source,
+    }
     try:
         if failure is not None:
             kind, message, raw_text = failure

@@ -10,7 +10,18 @@ import pytest
 from poemlib.clean import clean, load_report
 from poemlib.images import file_sha256
 from poemlib.schema import AnnotationRecord
-from tests.clean.data import CHUNWANG, DENG, SHANXING_TRAD, ZAOFA, gc, read_lines, run_clean, sample_files, store_line, unfit
+from tests.clean.data import (
+    CHUNWANG,
+    DENG,
+    SHANXING_TRAD,
+    ZAOFA,
+    gc,
+    read_lines,
+    run_clean,
+    sample_files,
+    store_line,
+    unfit,
+)
 
 
 def test_hand_counted_legacy_shards(legacy, tmp_path) -> None:

@@ -1,0 +1,58 @@
+"""One poem's meter check through `poemlib.meter.check_annotation`, reduced to what clean counts and writes."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NamedTuple
+
+_NON_HAN = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
+
+Poem = tuple[str, str, "str | None"]  # (poem type, content, title)
+Order = tuple[int, int]  # (input number, position in the file): a record's key
+
+
+class MeterResult(NamedTuple):
+    """A meter report reduced to what clean needs, with the full report kept as JSON text for the output line."""
+
+    json: bytes
+    form_ok: bool | None
+    tone_ok: bool | None
+    rhyme_ok: bool | None
+    error: bool
+    line_lengths: tuple[int, ...]
+
+    @property
+    def passed(self) -> int:
+        """How many of form/tone/rhyme passed (poemlib.meter.passes)."""
+        return (self.form_ok is True) + (self.tone_ok is True) + (self.rhyme_ok is True)
+
+    def value(self, check: str) -> bool | None:
+        """The result of one of form, tone, rhyme."""
+        return getattr(self, f"{check}_ok")
+
+
+def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> MeterResult:
+    """Check one poem through meter.check_annotation and reduce the report (its JSON rendered by pydantic-core)."""
+    from poemlib.meter import MeterCheckError, check_annotation
+
+    try:
+        report = check_annotation({"poem_type": poem_type, "poem_content": content, "poem_title": title}, mode=mode)
+    except MeterCheckError as exc:  # a checker bug must not lose the record; it is flagged and counted
+        lines = [_NON_HAN.sub("", line) for line in content.split("\n") if line.strip()]
+        error = json.dumps({"error": str(exc)}, ensure_ascii=False).encode("utf-8")
+        return MeterResult(error, None, None, None, True, tuple(len(x) for x in lines))
+    assert report is not None  # an ok record always carries a type and content
+    return MeterResult(
+        report.model_dump_json().encode("utf-8"),
+        report.form_ok,
+        report.tone_ok,
+        report.rhyme_ok,
+        False,
+        tuple(len(line) for line in report.lines),
+    )
+
+
+def meter_batch(keys: list[Any], batch: list[Poem], mode: str) -> tuple[list[Any], list[MeterResult]]:
+    """Worker-process entry: (keys, meter results) for a batch of (type, content, title)."""
+    return keys, [meter_result(ptype, content, title, mode) for ptype, content, title in batch]
