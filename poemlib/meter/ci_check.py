@@ -8,17 +8,16 @@ groups share one 词林正韵 部 (换韵 = a new group; 上 and 去 rhyme toget
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 
 from poemlib.meter.ci_data import Variant, chinese_number, load_cipai
 from poemlib.meter.ci_rhyme import RUSHENG_BU, bu_name, rhyme_bu, split_groups
-from poemlib.meter.readings import PING, ZE, line_readings
+from poemlib.meter.readings import line_readings
 from poemlib.meter.report import Violation
 from poemlib.meter.text import Segment
 
-_WANT = {"平": PING, "仄": ZE}
-_OPPOSITE = {"平": ZE, "仄": PING}
 _PIAN_WINDOW = 0.15  # a written stanza break may sit this share of the length away from where the 片 should end
 
 
@@ -103,11 +102,7 @@ def _form_faults(w: _Written, v: Variant) -> tuple[list[_Fault], list[_Fault]]:
 
 def _tone_faults(tones: list[int], v: Variant) -> list[_Fault]:
     """Characters whose only tone is the opposite of the 谱's 平 or 仄."""
-    out: list[_Fault] = []
-    for pos, (want, tone) in enumerate(zip(v.pattern, tones)):
-        if want != "中" and tone == _OPPOSITE[want]:
-            out.append(("tone", "词谱平仄", pos, f"should be {want}"))
-    return out
+    return [("tone", "词谱平仄", pos, "should be " + want) for pos, want, opposite in v.strict if tones[pos] == opposite]
 
 
 def _rhyme_faults(text: str, v: Variant) -> tuple[list[_Fault], list[str], list[str]]:
@@ -117,6 +112,10 @@ def _rhyme_faults(text: str, v: Variant) -> tuple[list[_Fault], list[str], list[
     for group in v.rhymes:
         positions = [abs(p) for p in group]
         parts = [rhyme_bu(text[pos]) for pos in positions]
+        common = frozenset.intersection(*parts)
+        if common:  # the usual case: every rhyme shares a 部
+            used.append(bu_name(min(common)))
+            continue
         counts = Counter(bu for found in parts for bu in found)
         if not counts:
             continue
@@ -172,25 +171,23 @@ def _try(w: _Written, tones: list[int], v: Variant) -> _Trial:
 
 def _locate(ends: list[int], offset: int) -> tuple[int, int]:
     """1-based (line, position) of a character offset, given the end offset of each line."""
-    start = 0
-    for number, end in enumerate(ends, start=1):
-        if offset < end:
-            return number, offset - start + 1
-        start = end
-    return len(ends), offset - start + 1
+    index = min(bisect_right(ends, offset), len(ends) - 1)
+    start = ends[index - 1] if index else 0
+    return index + 1, offset - start + 1
 
 
 def _violations(trial: _Trial, text: str, ends: list[int]) -> list[Violation]:
     """The trial's faults as located violations (tone messages quote the 谱's pattern of the line)."""
     out = []
-    starts = [0, *ends[:-1]]
+    pattern, label = trial.variant.pattern, trial.variant.label
     for category, rule, offset, message in trial.form + trial.tone + trial.rhyme:
         if offset is None:
             out.append(Violation(category=category, rule=rule, message=message))
             continue
         line, position = _locate(ends, offset)
         if category == "tone":
-            message += f" in {trial.variant.pattern[starts[line - 1]:ends[line - 1]]} ({trial.variant.label})"
+            start = ends[line - 2] if line > 1 else 0
+            message = f"{message} in {pattern[start:ends[line - 1]]} ({label})"
         out.append(Violation(category=category, rule=rule, line=line, position=position, char=text[offset], message=message))
     return out
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from poemlib.config import RESOURCES_DIR
-from poemlib.meter.readings import to_simplified
+from poemlib.meter.readings import PING, ZE, to_simplified
 
 CIPU_PATH = RESOURCES_DIR / "cipu" / "cipu.json.gz"
 
@@ -104,6 +104,12 @@ class Variant:
             lengths = [b - a for a, b in zip([start, *cuts], cuts)]
             out.append((Stanza(" ".join(map(str, lengths)), stop - start),))
         return tuple(out)
+
+    @cached_property
+    def strict(self) -> tuple[tuple[int, str, int], ...]:
+        """(position, 平 or 仄, the opposite tone's bit) for every position the 谱 does not leave open (中)."""
+        opposite = {"平": ZE, "仄": PING}
+        return tuple((pos, want, opposite[want]) for pos, want in enumerate(self.pattern) if want != "中")
 
     @cached_property
     def rhyme_tone(self) -> dict[int, str]:
