@@ -7,6 +7,7 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from poemlib.clean.dedupe import Chosen, decide_best
 from poemlib.clean.meter_pool import MeterQueue
@@ -70,7 +71,7 @@ class ChosenPass:
         self.unfit: list[UnfitItem] = []
         self.duplicate_groups: list[DuplicateGroup] = []
 
-    def output_lines(self, chosen: dict[str, Chosen], progress: object | None = None) -> Iterator[bytes]:
+    def output_lines(self, chosen: dict[str, Chosen], progress: Any = None) -> Iterator[bytes]:
         """The clean file's lines, in the order each image was first read (rejected records go to `reject`)."""
         for done, (identity, entry) in enumerate(chosen.items(), start=1):
             if entry.group is not None:
@@ -79,7 +80,7 @@ class ChosenPass:
             if line is not None:
                 yield line
             if progress is not None and done % 1000 == 0:
-                progress.update(1000)  # type: ignore[attr-defined]
+                progress.update(1000)
 
     def _judge(self, identity: str, entry: Chosen) -> bytes | None:
         """Count one chosen record and apply the policy: its clean line, or None when rejected."""

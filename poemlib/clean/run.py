@@ -37,6 +37,7 @@ class _Plan(NamedTuple):
     policy: CleanPolicy
     dedupe: str
     workers: int
+    progress: bool | None
 
 
 def clean(
@@ -49,16 +50,18 @@ def clean(
     policy: Mapping[str, Any] | CleanPolicy | str | os.PathLike[str] | None = None,
     rejected: str | os.PathLike[str] | None = None,
     workers: int | None = None,
+    progress: bool | None = None,
 ) -> CleanReport:
     """Read any mix of stores and legacy shards, dedupe, meter-check, write clean + rejected JSONL and the report.
 
     ``rejected`` defaults to ``rejected.jsonl`` beside ``out``. ``workers``: processes sharing the meter checks, this
-    one included (1 = in-process only; default: the CPUs usable, or 1 for inputs under PARALLEL_MIN_BYTES). Inputs
+    one included (1 = in-process only; default: the CPUs usable, or 1 for inputs under PARALLEL_MIN_BYTES).
+    ``progress``: show progress bars (None: unless POEMLIB_PROGRESS=0; see `poemlib.progress`). Inputs
     and the images root are found by `poemlib.config.resolve_path` (current directory first); outputs go where given.
     Returns the CleanReport (also saved to ``report``).
     """
     started = time.perf_counter()
-    plan = _plan(inputs, out, report, images_root, dedupe, policy, rejected, workers)
+    plan = _plan(inputs, out, report, images_root, dedupe, policy, rejected, workers, progress)
     # Many small long-lived objects, no reference cycles: the cyclic GC would only rescan them over and over.
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -82,6 +85,7 @@ def _plan(
     policy: Mapping[str, Any] | CleanPolicy | str | os.PathLike[str] | None,
     rejected: str | os.PathLike[str] | None,
     workers: int | None,
+    progress: bool | None,
 ) -> _Plan:
     """Check the arguments of `clean` (errors name the argument) and fill in the defaults."""
     if dedupe not in DEDUPE_POLICIES:
@@ -100,7 +104,7 @@ def _plan(
         big = sum(f.path.stat().st_size for f in files) >= meter_pool.PARALLEL_MIN_BYTES
         workers = meter_pool.default_workers() if big else 1
     report_path = Path(report) if report is not None else None
-    return _Plan(files, out_path, rejected_path, report_path, root, loaded, dedupe, workers)
+    return _Plan(files, out_path, rejected_path, report_path, root, loaded, dedupe, workers, progress)
 
 
 def _run(plan: _Plan) -> CleanReport:
@@ -122,7 +126,7 @@ def _run(plan: _Plan) -> CleanReport:
     try:
         superseded, chosen = _read_and_dedupe(plan, reader, meters, reject)
         meters.seal()
-        with progress_bar(len(chosen), desc="clean: meter + write", unit="image") as bar:
+        with progress_bar(len(chosen), desc="clean: meter + write", unit="image", enabled=plan.progress) as bar:
             atomic_write(plan.out, chosen_pass.output_lines(chosen, bar))
             bar.update(len(chosen) - bar.n)
         atomic_write(plan.rejected, reject.chunks())
@@ -141,7 +145,7 @@ def _read_and_dedupe(plan: _Plan, reader: Reader, meters: meter_pool.MeterQueue,
     """The reading pass: superseded store lines and dedupe losers rejected at once; (superseded count, chosen)."""
     deduper = Deduper(plan.dedupe, meters, reject)
     superseded = 0
-    with progress_bar(len(plan.files), desc="clean: read", unit="file") as bar:
+    with progress_bar(len(plan.files), desc="clean: read", unit="file", enabled=plan.progress) as bar:
         for item, is_superseded in reader.items(plan.files, on_file_done=lambda: bar.update(1)):
             if is_superseded:
                 superseded += 1

@@ -187,3 +187,11 @@ def test_a_failed_run_leaves_the_previous_outputs_whole(legacy, tmp_path, monkey
     after = {p.name: p.read_bytes() for p in out.parent.iterdir()}
     assert after == before and sorted(after) == ["clean.jsonl", "rejected.jsonl", "report.json"]
     assert rep.counts.written_clean == len(read_lines(out)) == 3
+
+
+def test_progress_bars_follow_the_shared_policy(legacy, tmp_path, capsys) -> None:
+    run_clean(legacy, tmp_path / "on", progress=True)
+    shown = capsys.readouterr().err
+    assert "clean: read" in shown and "3/3" in shown and "clean: meter + write" in shown and "7/7" in shown
+    run_clean(legacy, tmp_path / "off", progress=False)
+    assert "clean:" not in capsys.readouterr().err
