@@ -229,65 +229,77 @@ def _line_faults(tones: tuple[int, ...], second: int, ending: int, partner_third
     return len(faults) + bias, tuple(faults), tuple(notes)
 
 
+_Spec = tuple[str, int, int, str]  # rule, 1-based line, 1-based position, message
+
+
 def _check_tone(lines: list[str], rows: list[list[Reading]], first_rhymes: bool) -> tuple[list[Violation], list[str], int, int]:
     """粘对 and per-line rules, choosing each line's 2nd-character tone to explain the poem with fewest faults."""
     tones = [tuple([rd.tone for rd in row]) for row in rows]
-    last_first = tones[0][-1]
-    first_ending = last_first if last_first in (PING, ZE) else (PING if first_rhymes else ZE)
     # A rhyme position is 平 by definition: a polyphonic rhyme character (看) counts as 平 there, so 三平尾 shows.
     for i in [*range(1, len(tones), 2), *([0] if first_rhymes else [])]:
         if tones[i][-1] == EITHER:
             tones[i] = (*tones[i][:-1], PING)
+    specs, notes, second, first_ending = _tone_plan(tuple(tones), first_rhymes)
+    out = [Violation(category="tone", rule=rule, line=line, position=pos, char=lines[line - 1][pos - 1], message=message) for rule, line, pos, message in specs]
+    return out, list(notes), second, first_ending
+
+
+@lru_cache(maxsize=32768)
+def _tone_plan(tones: tuple[tuple[int, ...], ...], first_rhymes: bool) -> tuple[tuple[_Spec, ...], tuple[str, ...], int, int]:
+    """Faults (sorted), notes, first line's 2nd-character tone and first ending of a poem's tone shape.
+
+    Depends on the tones only, so it is cached: real poems share whole tone shapes, and lines far more often.
+    """
+    last_first = tones[0][-1]
+    first_ending = last_first if last_first in (PING, ZE) else (PING if first_rhymes else ZE)
+    count = len(tones)
     options = []
     for i, line_tones in enumerate(tones):
         ending = first_ending if i == 0 else (PING if i % 2 else ZE)
-        partner_third = tones[i + 1][len(line_tones) - 3] if i % 2 == 0 and i + 1 < len(tones) else None
-        options.append({second: _line_faults(line_tones, second, ending, partner_third, i == 0) for second in (PING, ZE)})
-    states = _best_states([{PING: per[PING][0], ZE: per[ZE][0]} for per in options])
-    out: list[Violation] = []
+        partner_third = tones[i + 1][len(line_tones) - 3] if i % 2 == 0 and i + 1 < count else None
+        options.append((_line_faults(line_tones, PING, ending, partner_third, i == 0), _line_faults(line_tones, ZE, ending, partner_third, i == 0)))
+    states = _best_states(tuple((ping[0], ze[0]) for ping, ze in options))
+    specs: list[_Spec] = []
     notes: list[str] = []
     for i, state in enumerate(states):
-        line = lines[i]
         if i > 0:
             wanted_same = i % 2 == 0
             if (state == states[i - 1]) != wanted_same:
-                rule = "失粘" if wanted_same else "失对"
-                relation = "match" if wanted_same else "oppose"
-                out.append(Violation(category="tone", rule=rule, line=i + 1, position=2, char=line[1], message=f"line {i + 1} position 2 should {relation} line {i} position 2"))
-        _, faults, line_notes = options[i][state]
-        out.extend(_second_breaks_relation(i, line, tones[i][1], states, faults))
-        for rule, pos, message in faults:
-            out.append(Violation(category="tone", rule=rule, line=i + 1, position=pos, char=line[pos - 1], message=message))
+                rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
+                specs.append((rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2"))
+        _, faults, line_notes = options[i][0 if state == PING else 1]
+        specs.extend(_second_breaks_relation(i, tones[i][1], states, faults))
+        specs.extend((rule, i + 1, pos, message) for rule, pos, message in faults)
         notes.extend(note.replace("{n}", str(i + 1)) for note in line_notes)
-    out.sort(key=lambda v: (v.line or 0, v.position or 0))
-    return out, notes, states[0], first_ending
+    specs.sort(key=lambda spec: (spec[1], spec[2]))
+    return tuple(specs), tuple(notes), states[0], first_ending
 
 
-def _second_breaks_relation(i: int, line: str, second: int, states: list[int], faults: tuple[_Found, ...]) -> list[Violation]:
+def _second_breaks_relation(i: int, second: int, states: tuple[int, ...], faults: tuple[_Found, ...]) -> list[_Spec]:
     """失粘/失对 read from the 2nd character itself when it breaks 二四六分明 (巨龙卧波: 龙 平 after a 仄 line)."""
-    if i == 0 or second not in (PING, ZE) or not any(rule == "二四六分明" and pos == 2 for rule, pos, _ in faults):
-        return []
+    if i == 0 or second not in (PING, ZE) or not faults or faults[0][1] != 2 or faults[0][0] != "二四六分明":
+        return []  # a position-2 fault, if any, is the first: faults run in position order from 2
     wanted_same = i % 2 == 0
     if (second == states[i - 1]) == wanted_same:
         return []
     rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
-    message = f"line {i + 1} position 2 「{line[1]}」 should {relation} line {i} position 2"
-    return [Violation(category="tone", rule=rule, line=i + 1, position=2, char=line[1], message=message)]
+    return [(rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2 (its own tone breaks the {rule[1]})")]
 
 
-def _best_states(costs: list[dict[int, float]]) -> list[int]:
-    """Viterbi over lines: each line's 2nd-character tone, relations cost 1 when 粘 or 对 breaks."""
-    best = {s: (costs[0][s], [s]) for s in (PING, ZE)}
+@lru_cache(maxsize=4096)
+def _best_states(costs: tuple[tuple[float, float], ...]) -> tuple[int, ...]:
+    """Viterbi over lines ((cost as 平, cost as 仄) each): each line's 2nd-character tone; a broken 粘 or 对 costs 1."""
+    best = {PING: (costs[0][0], (PING,)), ZE: (costs[0][1], (ZE,))}
     for i in range(1, len(costs)):
         wanted_same = i % 2 == 0
         nxt = {}
-        for s in (PING, ZE):
+        for s, own in ((PING, costs[i][0]), (ZE, costs[i][1])):
             same = best[s]
             other = best[_opp(s)]
             via_same = same[0] + (0 if wanted_same else 1)
             via_other = other[0] + (1 if wanted_same else 0)
             cost, path = (via_same, same[1]) if via_same <= via_other else (via_other, other[1])
-            nxt[s] = (cost + costs[i][s], path + [s])
+            nxt[s] = (cost + own, (*path, s))
         best = nxt
     return min(best.values(), key=lambda c: c[0])[1]
 
