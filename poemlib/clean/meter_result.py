@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any, NamedTuple
 
+from poemlib.meter import MeterCheckError, check_annotation
+
 _NON_HAN = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
 
 Poem = tuple[str, str, "str | None"]  # (poem type, content, title)
@@ -34,8 +36,6 @@ class MeterResult(NamedTuple):
 
 def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> MeterResult:
     """Check one poem through meter.check_annotation and reduce the report (its JSON rendered by pydantic-core)."""
-    from poemlib.meter import MeterCheckError, check_annotation
-
     try:
         report = check_annotation({"poem_type": poem_type, "poem_content": content, "poem_title": title}, mode=mode)
     except MeterCheckError as exc:  # a checker bug must not lose the record; it is flagged and counted
