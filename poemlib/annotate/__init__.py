@@ -27,19 +27,49 @@ Entry points: `annotate_folder` (sync, also inside Jupyter), `annotate_folder_as
 `collect_batch`, `cancel_batch`, `load_store`; `make_client` / `annotate_image` for other stages (the demo's backend).
 """
 
-from poemlib.annotate.api import annotate_folder, cancel_batch, collect_batch, submit_batch
+from poemlib.annotate.api import (
+    annotate_folder,
+    cancel_batch,
+    collect_batch,
+    submit_batch,
+)
 from poemlib.annotate.batch_collect import cancel_batch_async, collect_batch_async
 from poemlib.annotate.batch_state import BatchJobState, BatchState, read_batch_state
 from poemlib.annotate.batch_submit import submit_batch_async
 from poemlib.annotate.client import make_client
-from poemlib.annotate.config import AnnotateConfig, BatchSettings, Prices, PromptSettings, load_annotate_config
+from poemlib.annotate.config import (
+    AnnotateConfig,
+    BatchSettings,
+    Prices,
+    PromptSettings,
+    load_annotate_config,
+)
 from poemlib.annotate.cost import cost_frame, usage_cost
-from poemlib.annotate.errors import AnnotateAuthError, AnnotateConfigError, AnnotateError, AnnotateRunError
+from poemlib.annotate.errors import (
+    AnnotateAuthError,
+    AnnotateConfigError,
+    AnnotateError,
+    AnnotateRunError,
+)
 from poemlib.annotate.online import annotate_folder_async
 from poemlib.annotate.prepare import image_to_jpeg, prepare_for_gemini
-from poemlib.annotate.prompt import PROMPTS_DIR, Prompt, generation_config, load_prompt, rest_request
+from poemlib.annotate.prompt import (
+    PROMPTS_DIR,
+    Prompt,
+    generation_config,
+    load_prompt,
+    rest_request,
+)
 from poemlib.annotate.single import annotate_image
-from poemlib.annotate.store import ImageEntry, Scan, batch_state_path, is_final, iter_store, load_store, scan_images
+from poemlib.annotate.store import (
+    ImageEntry,
+    Scan,
+    batch_state_path,
+    is_final,
+    iter_store,
+    load_store,
+    scan_images,
+)
 from poemlib.annotate.summary import RunSummary
 from poemlib.annotate.sync import run_sync
 from poemlib.annotate.tables import poems_html, store_frame

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from poemlib import gemini
-from poemlib.annotate.batch_state import BatchJobState, BatchState, read_batch_state, utc_stamp, write_state
+from poemlib.annotate.batch_state import (
+    BatchJobState,
+    BatchState,
+    read_batch_state,
+    utc_stamp,
+    write_state,
+)
 from poemlib.annotate.client import call_or_raise, open_client, run_key
 from poemlib.annotate.config import AnnotateConfig, load_annotate_config
 from poemlib.annotate.errors import AnnotateConfigError, AnnotateRunError

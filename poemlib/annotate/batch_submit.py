@@ -6,13 +6,19 @@ import asyncio
 import os
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
 
 from poemlib import gemini
-from poemlib.annotate.batch_state import BatchBuilder, BatchJobState, BatchState, utc_stamp, write_state
+from poemlib.annotate.batch_state import (
+    BatchBuilder,
+    BatchJobState,
+    BatchState,
+    utc_stamp,
+    write_state,
+)
 from poemlib.annotate.client import call_or_raise, open_client, run_key
 from poemlib.annotate.config import AnnotateConfig, load_annotate_config
 from poemlib.annotate.errors import AnnotateConfigError
@@ -77,7 +83,7 @@ class _Submitter:
         self.state.jobs.append(
             BatchJobState(
                 name=job.name, display_name=display, input=builder.mode, input_file=input_file,  # type: ignore[arg-type]
-                submitted_at=datetime.now(timezone.utc), images=images, state=enum_name(job.state) or "JOB_STATE_PENDING",
+                submitted_at=datetime.now(UTC), images=images, state=enum_name(job.state) or "JOB_STATE_PENDING",
             )
         )
         write_state(self.state_path, self.state)  # remembered before anything else can fail
@@ -138,7 +144,7 @@ async def submit_batch_async(
     if state_path.exists():
         raise AnnotateConfigError(f"{state_path} already lists batch jobs: collect or cancel them before submitting more.")
     session, summary, todo = await start_run(images_dir, store_path, cfg, prompt, base_url, limit, "batch-submit")
-    state = BatchState(store=store_path.name, images_dir=str(Path(images_dir).resolve()), model=cfg.model, prompt_version=prompt.version, created_at=datetime.now(timezone.utc))
+    state = BatchState(store=store_path.name, images_dir=str(Path(images_dir).resolve()), model=cfg.model, prompt_version=prompt.version, created_at=datetime.now(UTC))
     owned, submitter = False, None
     try:
         if not todo:

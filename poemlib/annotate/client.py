@@ -6,14 +6,22 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from poemlib import gemini
-from poemlib.annotate.config import AnnotateConfig, AnnotateConfigSource, load_annotate_config
-from poemlib.annotate.errors import AnnotateAuthError, AnnotateConfigError, AnnotateRunError
+from poemlib.annotate.config import (
+    AnnotateConfig,
+    AnnotateConfigSource,
+    load_annotate_config,
+)
+from poemlib.annotate.errors import (
+    AnnotateAuthError,
+    AnnotateConfigError,
+    AnnotateRunError,
+)
 
 if TYPE_CHECKING:
     from google import genai
 
 
-def make_client(config: AnnotateConfigSource = None, *, api_key: str, base_url: str | None = None) -> "genai.Client":
+def make_client(config: AnnotateConfigSource = None, *, api_key: str, base_url: str | None = None) -> genai.Client:
     """A google-genai client with the annotate config's timeout, for the Gemini API or a compatible base_url."""
     return gemini.make_client(load_annotate_config(config).gemini, api_key=api_key, base_url=base_url)
 

@@ -89,7 +89,7 @@ class AnnotateConfig(BaseModel):
         """The Gemini fields as the shared layer's settings (base_url comes from the caller)."""
         return GeminiSettings.model_validate(self.model_dump(include=set(GEMINI_SETTING_NAMES)))
 
-    def with_overrides(self, **overrides: Any) -> "AnnotateConfig":
+    def with_overrides(self, **overrides: Any) -> AnnotateConfig:
         """A copy with the non-None overrides applied (validated)."""
         return _load(self.model_dump(), overrides)
 

@@ -39,7 +39,7 @@ def _priced_items(usage: TokenUsage, prices: Prices) -> tuple[tuple[str, int, fl
     )
 
 
-def cost_frame(records: Iterable[AnnotationRecord], prices: Prices | None = None) -> "pd.DataFrame":
+def cost_frame(records: Iterable[AnnotationRecord], prices: Prices | None = None) -> pd.DataFrame:
     """Tokens and USD by kind (uncached input, cached input, output, thinking), online and batch priced separately."""
     import pandas as pd
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 class AnnotateError(RuntimeError):
     """The run could not proceed; `summary` holds what was done before it stopped (None before any work)."""
 
-    def __init__(self, message: str, summary: "RunSummary | None" = None) -> None:
+    def __init__(self, message: str, summary: RunSummary | None = None) -> None:
         super().__init__(message)
         self.summary = summary
 

@@ -19,7 +19,12 @@ from typing import Any
 from poemlib import gemini
 from poemlib.annotate.client import open_client, run_key
 from poemlib.annotate.config import AnnotateConfig, load_annotate_config
-from poemlib.annotate.errors import AnnotateAuthError, AnnotateConfigError, AnnotateError, AnnotateRunError
+from poemlib.annotate.errors import (
+    AnnotateAuthError,
+    AnnotateConfigError,
+    AnnotateError,
+    AnnotateRunError,
+)
 from poemlib.annotate.prepare import prepare_for_gemini
 from poemlib.annotate.prompt import generation_config, load_prompt
 from poemlib.annotate.session import Session, start_run

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poemlib import gemini
-from poemlib.annotate.config import AnnotateConfig, AnnotateConfigSource, load_annotate_config
+from poemlib.annotate.config import (
+    AnnotateConfig,
+    AnnotateConfigSource,
+    load_annotate_config,
+)
 from poemlib.annotate.errors import AnnotateConfigError
 from poemlib.config import RESOURCES_DIR
 from poemlib.schema import gemini_response_schema
@@ -48,7 +52,7 @@ def load_prompt(config: AnnotateConfigSource = None) -> Prompt:
     return Prompt(system=system, user=user, version=f"{cfg.prompts.version}+{digest}")
 
 
-def generation_config(config: AnnotateConfig, prompt: Prompt) -> "gtypes.GenerateContentConfig":
+def generation_config(config: AnnotateConfig, prompt: Prompt) -> gtypes.GenerateContentConfig:
     """Structured JSON output with the schema from poemlib.schema; the fixed system instruction comes first."""
     return gemini.generation_config(config.gemini, prompt.system, gemini_response_schema())
 

@@ -86,7 +86,7 @@ class RunSummary(BaseModel):
             rows.append(("ABORTED", self.aborted))
         return rows
 
-    def to_frame(self) -> "pd.DataFrame":
+    def to_frame(self) -> pd.DataFrame:
         """The summary as a two-column table (metric, value)."""
         import pandas as pd
 

@@ -40,7 +40,7 @@ def _row(r: AnnotationRecord) -> dict[str, Any]:
     }
 
 
-def store_frame(store: str | os.PathLike[str] | Mapping[str, AnnotationRecord] | Iterable[AnnotationRecord]) -> "pd.DataFrame":
+def store_frame(store: str | os.PathLike[str] | Mapping[str, AnnotationRecord] | Iterable[AnnotationRecord]) -> pd.DataFrame:
     """One row per image (current record): paths, status, kind, type, title, tokens."""
     import pandas as pd
 

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
                 if base_url:
                     typer.echo("--offline and --base-url are exclusive", err=True)
                     raise typer.Exit(EXIT_CONFIG)
-                from poemlib.offline.gemini_server import GeminiServer
+                from poemlib.offline.gemini import GeminiServer
 
                 server = GeminiServer(mode="replay").start()
                 base_url = server.base_url

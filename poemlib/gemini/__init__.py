@@ -37,11 +37,32 @@ from poemlib.gemini.errors import (
     classify_exception,
     retry_after_seconds,
 )
-from poemlib.gemini.keys import KEY_ENV_VARS, OFFLINE_API_KEY, is_loopback, key_for_endpoint, no_key_message, resolve_api_key
+from poemlib.gemini.keys import (
+    KEY_ENV_VARS,
+    OFFLINE_API_KEY,
+    is_loopback,
+    key_for_endpoint,
+    no_key_message,
+    resolve_api_key,
+)
 from poemlib.gemini.ratelimit import RateLimiter, peak_in_window
 from poemlib.gemini.requests import generation_config, rest_request, user_contents
-from poemlib.gemini.responses import SAFETY_FINISH, Outcome, answer_text, interpret_response, parse_answer, schema_error_message, usage_from
-from poemlib.gemini.retry import CallResult, CallStats, backoff_delay, call_with_retries, call_with_retries_sync
+from poemlib.gemini.responses import (
+    SAFETY_FINISH,
+    Outcome,
+    answer_text,
+    interpret_response,
+    parse_answer,
+    schema_error_message,
+    usage_from,
+)
+from poemlib.gemini.retry import (
+    CallResult,
+    CallStats,
+    backoff_delay,
+    call_with_retries,
+    call_with_retries_sync,
+)
 from poemlib.gemini.settings import GeminiSettings
 
 __all__ = [

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # google-genai is imported lazily (it is slow to import)
 DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
 
 
-def make_client(settings: GeminiSettings | None = None, *, api_key: str, base_url: str | None = None) -> "genai.Client":
+def make_client(settings: GeminiSettings | None = None, *, api_key: str, base_url: str | None = None) -> genai.Client:
     """A client for the Gemini Developer API, or `base_url` (else `settings.base_url`) when given."""
     from google import genai
     from google.genai import types
@@ -26,5 +26,5 @@ async def aclose_quietly(client: Any) -> None:
     """Close a client's async transport; closing must never mask a run's own result or error."""
     try:
         await client.aio.aclose()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - nothing useful to do with a failed close
         pass

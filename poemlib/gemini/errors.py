@@ -7,7 +7,7 @@ import email.utils
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 TRANSIENT_KINDS = ("rate_limited", "server_error", "timeout")
@@ -67,7 +67,7 @@ def _retry_after_header(exc: Any) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
 

@@ -27,7 +27,7 @@ class RateLimiter:
         self.waited_s = 0.0
 
     @classmethod
-    def from_settings(cls, settings: GeminiSettings) -> "RateLimiter":
+    def from_settings(cls, settings: GeminiSettings) -> RateLimiter:
         """The limiter for `settings.rpm` per `rate_window_s` (no limit when rpm is None)."""
         return cls(settings.rpm, settings.rate_window_s, margin_s=settings.rate_margin_s)
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def generation_config(
     settings: GeminiSettings, system_instruction: str, response_schema: dict[str, Any] | None = None, *, temperature: float | None = None
-) -> "gtypes.GenerateContentConfig":
+) -> gtypes.GenerateContentConfig:
     """JSON output (constrained by `response_schema` when given) after a fixed system instruction."""
     from google.genai import types
 
@@ -28,7 +28,7 @@ def generation_config(
     )
 
 
-def user_contents(jpeg: bytes, instruction: str) -> list["gtypes.Content"]:
+def user_contents(jpeg: bytes, instruction: str) -> list[gtypes.Content]:
     """A conversation's first user turn: the image inline, then the instruction."""
     from google.genai import types
 

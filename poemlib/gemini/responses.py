@@ -9,7 +9,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from poemlib.config import describe_validation_error
-from poemlib.schema import Annotation, JSONExtractionError, Status, TokenUsage, extract_json_object
+from poemlib.schema import (
+    Annotation,
+    JSONExtractionError,
+    Status,
+    TokenUsage,
+    extract_json_object,
+)
 
 # finishReason values that mean "stopped by a safety/policy filter".
 SAFETY_FINISH = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
@@ -33,7 +39,7 @@ class Outcome:
     value: Any = None
 
     @classmethod
-    def failed(cls, kind: str, message: str, *, raw_text: str | None = None, usage: TokenUsage | None = None, finish_reason: str | None = None) -> "Outcome":
+    def failed(cls, kind: str, message: str, *, raw_text: str | None = None, usage: TokenUsage | None = None, finish_reason: str | None = None) -> Outcome:
         """A failed outcome of `kind`."""
         return cls(Status.failed, error_kind=kind, error_message=message, raw_text=raw_text or None, usage=usage or TokenUsage(), finish_reason=finish_reason)
 

@@ -16,9 +16,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
 
-from poemlib.gemini.errors import ApiFailure, GeminiAuthError, GeminiCallError, GeminiRefusedError, classify_exception
+from poemlib.gemini.errors import (
+    ApiFailure,
+    GeminiAuthError,
+    GeminiCallError,
+    GeminiRefusedError,
+    classify_exception,
+)
 from poemlib.gemini.ratelimit import RateLimiter
 from poemlib.gemini.settings import GeminiSettings
 

@@ -6,11 +6,7 @@ import pytest
 
 from poemlib.config import SAMPLE_DIR
 from poemlib.images import encode_jpeg, prepare_image
-
-try:  # the server's new home (engineer R3's move); the old module until then
-    from poemlib.offline.gemini import GeminiServer
-except ImportError:  # pragma: no cover - transitional
-    from poemlib.offline.gemini_server import GeminiServer
+from poemlib.offline.gemini import GeminiServer
 
 __all__ = ["GeminiServer"]
 

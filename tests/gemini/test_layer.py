@@ -35,7 +35,7 @@ def test_retry_after_header_and_retry_info_are_read() -> None:
     from google.genai import errors
 
     class Resp:
-        headers = {"Retry-After": "7"}
+        headers = {"Retry-After": "7"}  # noqa: RUF012 - a stand-in for an httpx response
 
     exc = errors.ClientError(429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow down"}}, Resp())
     assert gemini.retry_after_seconds(exc) == 7.0
@@ -136,3 +136,19 @@ def test_rate_limiter_sliding_window() -> None:
     unlimited = gemini.RateLimiter.from_settings(gemini.GeminiSettings(rpm=None))
     asyncio.run(unlimited.acquire())
     assert unlimited.limit is None and unlimited.waited_s == 0.0
+
+
+def test_parse_answer_prefers_parsed_then_tolerant_extraction() -> None:
+    from pydantic import ValidationError
+
+    from poemlib.schema import JSONExtractionError
+
+    assert gemini.parse_answer("ignored", parsed={"create_condition": True, **POEM}).poem_title == "秋池"
+    fenced = "好的：\n```json\n" + json.dumps(POEM, ensure_ascii=False) + "\n```\n希望喜欢"
+    assert gemini.parse_answer(fenced).create_condition is True  # missing create_condition means a poem
+    embedded = "答案 " + json.dumps({"create_condition": False, "poem_type": None, "poem_title": None, "poem_content": "图表", "poem_explanation": "不宜"}, ensure_ascii=False) + " 完"
+    assert gemini.parse_answer(embedded).create_condition is False
+    with pytest.raises(JSONExtractionError, match="JSON"):
+        gemini.parse_answer("没有 JSON")
+    with pytest.raises(ValidationError, match="poem_type"):
+        gemini.parse_answer(json.dumps({**POEM, "poem_type": "古风"}, ensure_ascii=False))
