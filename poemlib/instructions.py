@@ -121,6 +121,17 @@ def _cipai_of(title: str | None) -> str | None:
     return result.strip() if isinstance(result, str) and result.strip() else None
 
 
+def common_cipai(pool: str = "instructions") -> list[str]:
+    """The common 词牌 a request may name (configs/instructions.yaml `common_cipai`), each checked against the engine."""
+    from poemlib.meter import parse_cipai
+
+    names = [str(n).strip() for n in _pool(pool).get("common_cipai") or []]
+    unknown = [n for n in names if parse_cipai(n) != n]
+    if unknown:
+        raise ValueError(f"configs/{pool}.yaml: common_cipai names 词牌 the 格律 engine does not know (or aliases): {unknown}")
+    return names
+
+
 def moods_in(text: str, pool: str = "instructions") -> list[str]:
     """Mood keywords of the pool that occur in a text, in pool order."""
     return [m for m in _pool(pool).get("moods", []) if m and m in text]
@@ -160,6 +171,6 @@ def request_matches(request: PoemRequest, annotation: Annotation) -> bool:
         return True
     if request.poem_type and request.poem_type != annotation.poem_type:
         return False
-    if request.cipai and request.cipai != _cipai_of(annotation.poem_title):
-        return False
+    if request.cipai and (_cipai_of(request.cipai) or request.cipai) != _cipai_of(annotation.poem_title):
+        return False  # compared as canonical names: a request for 丑奴儿 is met by a 采桑子
     return not (request.mood and request.mood not in annotation.poem_explanation)
