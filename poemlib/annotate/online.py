@@ -61,7 +61,7 @@ class ImageConversation:
 
 
 class _Annotator:
-    """Workers, limiter and retries of one online run."""
+    """One online run's requests: preparation, the limiter and retries, each image's conversation, run-level stops."""
 
     def __init__(self, session: Session, client: Any, limiter: gemini.RateLimiter) -> None:
         self.s = session
@@ -131,42 +131,46 @@ class _Annotator:
         elif record.status is not Status.failed:
             self.consecutive_api_errors = 0
 
-    async def producer(self, todo: asyncio.Queue[ImageEntry], ready: asyncio.Queue[Any]) -> None:
-        """Prepare images ahead of the workers (the bounded `ready` queue caps memory), so a free worker sends at once."""
-        while True:
-            try:
-                entry = todo.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await ready.put(await self.prepare(entry))
 
-    async def worker(self, ready: asyncio.Queue[Any]) -> None:
-        """Annotate prepared images until the stop marker (None)."""
-        while True:
-            item = await ready.get()
-            if item is None:
-                return
-            await self.s.awrite(await self.annotate(*item))
+async def _produce(annotator: _Annotator, todo: asyncio.Queue[ImageEntry], ready: asyncio.Queue[Any]) -> None:
+    """Prepare images ahead of the workers (the bounded `ready` queue caps memory), so a free worker sends at once."""
+    while True:
+        try:
+            entry = todo.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+        await ready.put(await annotator.prepare(entry))
 
-    async def run(self, entries: list[ImageEntry]) -> None:
-        """Producers prepare, `concurrency` workers request; returns when every entry has a record (or raises)."""
-        todo: asyncio.Queue[ImageEntry] = asyncio.Queue()
-        for entry in entries:
-            todo.put_nowait(entry)
-        workers = min(self.cfg.concurrency, len(entries))
-        ready: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers + self.cfg.prepare_workers)
 
-        async def produce_then_stop() -> None:
-            async with asyncio.TaskGroup() as producers:
-                for _ in range(min(self.cfg.prepare_workers, len(entries))):
-                    producers.create_task(self.producer(todo, ready))
-            for _ in range(workers):
-                await ready.put(None)
+async def _work(annotator: _Annotator, ready: asyncio.Queue[Any]) -> None:
+    """Annotate prepared images until the stop marker (None)."""
+    while True:
+        item = await ready.get()
+        if item is None:
+            return
+        await annotator.s.awrite(await annotator.annotate(*item))
 
-        async with asyncio.TaskGroup() as group:
-            group.create_task(produce_then_stop())
-            for _ in range(workers):
-                group.create_task(self.worker(ready))
+
+async def run_pool(annotator: _Annotator, entries: list[ImageEntry]) -> None:
+    """Producers prepare, `concurrency` workers request; returns when every entry has a record (or raises)."""
+    cfg = annotator.cfg
+    todo: asyncio.Queue[ImageEntry] = asyncio.Queue()
+    for entry in entries:
+        todo.put_nowait(entry)
+    workers = min(cfg.concurrency, len(entries))
+    ready: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers + cfg.prepare_workers)
+
+    async def produce_then_stop() -> None:
+        async with asyncio.TaskGroup() as producers:
+            for _ in range(min(cfg.prepare_workers, len(entries))):
+                producers.create_task(_produce(annotator, todo, ready))
+        for _ in range(workers):
+            await ready.put(None)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce_then_stop())
+        for _ in range(workers):
+            group.create_task(_work(annotator, ready))
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
@@ -182,7 +186,7 @@ async def _annotate_all(session: Session, annotator: _Annotator, todo: list[Imag
     summary = session.summary
     error: AnnotateError | None = None
     try:
-        await annotator.run(todo)
+        await run_pool(annotator, todo)
     except BaseExceptionGroup as eg:  # a worker raised: the group cancelled the others (in-flight requests included)
         error = next((e for e in _leaves(eg) if isinstance(e, AnnotateError)), None)
         if error is None:
