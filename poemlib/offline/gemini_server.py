@@ -1,3 +1,3 @@
 """Old path of the loopback Gemini server, kept while callers move to `poemlib.offline.gemini`."""
 
-from poemlib.offline.gemini import *  # noqa: F401,F403
+from poemlib.offline.gemini import *

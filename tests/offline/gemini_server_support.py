@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import pytest
 from google import genai
 from google.genai import types
 from PIL import Image
@@ -51,9 +50,8 @@ def ask(client: genai.Client, image: bytes = PHOTO_BYTES, config: types.Generate
     return client.models.generate_content(model=MODEL, contents=contents(image), config=config)
 
 
-@pytest.fixture()
-def make_server() -> Iterator:
-    """Start servers over the test references; all are stopped at teardown."""
+def server_factory() -> Iterator[Callable[..., GeminiServer]]:
+    """Body of each module's `make_server` fixture: start servers over the test references, stop them all after."""
     started: list[GeminiServer] = []
 
     def _make(**kwargs) -> GeminiServer:

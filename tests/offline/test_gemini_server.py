@@ -11,13 +11,14 @@ import sys
 import time
 
 import httpx
+import pytest
 from google.genai import errors, types
 
 from poemlib.config import PROJECT_ROOT
 from poemlib.offline.gemini import GeminiServer
 from poemlib.offline.gemini.routes import ROUTES, find_route
 from poemlib.schema import Annotation
-from tests.offline.gemini_server_support import (  # noqa: F401 - make_server is a fixture
+from tests.offline.gemini_server_support import (
     JSON_CONFIG,
     MODEL,
     PHOTO,
@@ -27,8 +28,14 @@ from tests.offline.gemini_server_support import (  # noqa: F401 - make_server is
     ask,
     client_for,
     contents,
-    make_server,
+    server_factory,
 )
+
+
+@pytest.fixture()
+def make_server():
+    """Start servers over the test references; all are stopped at teardown."""
+    yield from server_factory()
 
 
 def test_concurrent_async_requests_overlap(make_server):

@@ -12,16 +12,22 @@ from google.genai import errors, types
 from poemlib.images import encode_jpeg, prepare_image
 from poemlib.offline.gemini import UNKNOWN_IMAGE_ANNOTATION
 from poemlib.schema import Annotation, parse_annotation_text
-from tests.offline.gemini_server_support import (  # noqa: F401 - make_server is a fixture
+from tests.offline.gemini_server_support import (
     MODEL,
     PHOTO,
     PHOTO_BYTES,
     POEM,
     SYSTEM,
     client_for,
-    make_server,
+    server_factory,
     unknown_image,
 )
+
+
+@pytest.fixture()
+def make_server():
+    """Start servers over the test references; all are stopped at teardown."""
+    yield from server_factory()
 
 
 def _inlined(image: bytes, key: str) -> dict:

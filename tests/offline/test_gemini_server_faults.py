@@ -10,21 +10,36 @@ import pytest
 from google.genai import errors, types
 
 from poemlib.images import encode_jpeg, prepare_image
-from poemlib.offline.gemini import ALL_FAULTS, API_KEY_INVALID_MESSAGE, FaultPlan, GeminiServer
+from poemlib.offline.gemini import (
+    ALL_FAULTS,
+    API_KEY_INVALID_MESSAGE,
+    FaultPlan,
+    GeminiServer,
+)
 from poemlib.offline.gemini.faults import PROSE_ANSWER
-from poemlib.schema import Annotation, JSONExtractionError, extract_json_object, parse_annotation_text
-from tests.offline.gemini_server_support import (  # noqa: F401 - make_server is a fixture
+from poemlib.schema import (
+    Annotation,
+    JSONExtractionError,
+    extract_json_object,
+    parse_annotation_text,
+)
+from tests.offline.gemini_server_support import (
     MODEL,
     PHOTO,
-    PHOTO_BYTES,
     PHOTO_SHA,
     POEM,
     REFERENCES,
     ask,
     client_for,
-    make_server,
+    server_factory,
     unknown_image,
 )
+
+
+@pytest.fixture()
+def make_server():
+    """Start servers over the test references; all are stopped at teardown."""
+    yield from server_factory()
 
 
 @pytest.fixture(scope="module")

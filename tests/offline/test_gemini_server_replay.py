@@ -9,11 +9,15 @@ import pytest
 from google.genai import types
 
 from poemlib.images import bytes_sha256, encode_jpeg, file_sha256, prepare_image
-from poemlib.offline.gemini import UNKNOWN_IMAGE_ANNOTATION, count_image_tokens, count_text_tokens
+from poemlib.offline.gemini import (
+    UNKNOWN_IMAGE_ANNOTATION,
+    count_image_tokens,
+    count_text_tokens,
+)
 from poemlib.offline.gemini.wire import ApiError, read_conversation
 from poemlib.samples import reference_annotations, sample_images
 from poemlib.schema import Annotation, parse_annotation_text
-from tests.offline.gemini_server_support import (  # noqa: F401 - make_server is a fixture
+from tests.offline.gemini_server_support import (
     JSON_CONFIG,
     MODEL,
     PHOTO,
@@ -24,9 +28,15 @@ from tests.offline.gemini_server_support import (  # noqa: F401 - make_server is
     ask,
     client_for,
     contents,
-    make_server,
+    server_factory,
     unknown_image,
 )
+
+
+@pytest.fixture()
+def make_server():
+    """Start servers over the test references; all are stopped at teardown."""
+    yield from server_factory()
 
 
 def test_replay_raw_bytes_returns_the_reference(make_server):

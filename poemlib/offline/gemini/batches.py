@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from poemlib.offline.gemini.files import FileStore, IdMaker, file_not_found
-from poemlib.offline.gemini.wire import Answer, ApiError, bad_request, error_answer, get_field, now_rfc3339, rpc_status
+from poemlib.offline.gemini.wire import (
+    Answer,
+    ApiError,
+    bad_request,
+    error_answer,
+    get_field,
+    now_rfc3339,
+    rpc_status,
+)
 
 GenerateFn = Callable[[str, Mapping[str, Any]], Answer]  # (model, request) -> the answer, errors included
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"

@@ -9,12 +9,25 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from poemlib.offline.gemini.faults import SILENT_FAULTS, FaultPlan, silent_fault_body, spoil_text, transport_fault
+from poemlib.offline.gemini.faults import (
+    SILENT_FAULTS,
+    FaultPlan,
+    silent_fault_body,
+    spoil_text,
+    transport_fault,
+)
 from poemlib.offline.gemini.matching import image_size
 from poemlib.offline.gemini.replay import Replay
 from poemlib.offline.gemini.stats import StatsBook
 from poemlib.offline.gemini.tokens import UsageMeter, prompt_details
-from poemlib.offline.gemini.wire import Answer, ApiError, FileLookup, bad_request, get_field, read_conversation
+from poemlib.offline.gemini.wire import (
+    Answer,
+    ApiError,
+    FileLookup,
+    bad_request,
+    get_field,
+    read_conversation,
+)
 from poemlib.schema import Annotation
 
 THOUGHT_SUMMARY = "**Reading the photo**\n\nI look at the scene, its light and mood, then choose a form and write the poem as JSON."

@@ -16,8 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poemlib.offline.gemini.matching import DEFAULT_MATCH_THRESHOLD, ImageIndex, image_size
-from poemlib.offline.gemini.wire import BAD_IMAGE_MESSAGE, ApiError, Conversation, bad_request
+from poemlib.offline.gemini.matching import (
+    DEFAULT_MATCH_THRESHOLD,
+    ImageIndex,
+    image_size,
+)
+from poemlib.offline.gemini.wire import (
+    BAD_IMAGE_MESSAGE,
+    ApiError,
+    Conversation,
+    bad_request,
+)
 from poemlib.schema import Annotation
 
 log = logging.getLogger(__name__)

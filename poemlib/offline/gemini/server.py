@@ -20,7 +20,13 @@ from poemlib.offline.gemini.replay import Replay
 from poemlib.offline.gemini.routes import check_key, find_route
 from poemlib.offline.gemini.stats import ServerStats, StatsBook
 from poemlib.offline.gemini.tokens import UsageMeter
-from poemlib.offline.gemini.wire import MAX_REQUEST_BYTES, Answer, ApiError, error_answer, to_response
+from poemlib.offline.gemini.wire import (
+    MAX_REQUEST_BYTES,
+    Answer,
+    ApiError,
+    error_answer,
+    to_response,
+)
 from poemlib.schema import Annotation
 
 log = logging.getLogger(__name__)
