@@ -98,12 +98,24 @@ def test_paths_resolve_against_the_project_root_from_any_cwd(tmp_path, monkeypat
 
 
 def test_work_paths_follow_poemlib_work(tmp_path, monkeypatch) -> None:
-    from poemlib import train
+    from poemlib import config
 
-    monkeypatch.setattr(train, "WORK_DIR", tmp_path / "scratch")
+    monkeypatch.setattr(config, "WORK_DIR", tmp_path / "scratch")
     cfg = resolve_config("tiny_cpu")
     assert cfg["output_dir"] == str(tmp_path / "scratch" / "train" / "tiny_lora")
     assert cfg["dataset_dir"] == cfg["media_dir"] == str(tmp_path / "scratch" / "dataset")
+    assert cfg["model_name_or_path"] == str(tmp_path / "scratch" / "models" / "tiny-qwen2.5-vl")
+
+
+def test_one_setting_names_the_base_model_for_training_and_inference(tmp_path, monkeypatch) -> None:
+    from poemlib.config import BASE_MODEL_ENV, adapter_dir_of, base_model_of, load_config
+
+    shipped = load_config("qwen2_5vl_7b_lora")
+    assert base_model_of(shipped) == "Qwen/Qwen2.5-VL-7B-Instruct"
+    monkeypatch.setenv(BASE_MODEL_ENV, str(tmp_path / "my-model"))
+    assert resolve_config("qwen2_5vl_7b_lora")["model_name_or_path"] == str(tmp_path / "my-model")
+    assert base_model_of(shipped) == str(tmp_path / "my-model")
+    assert str(adapter_dir_of(shipped)) == resolve_config("qwen2_5vl_7b_lora")["output_dir"]
 
 
 def test_parse_overrides() -> None:
@@ -114,7 +126,7 @@ def test_parse_overrides() -> None:
         "output_dir": "work/x",
         "lora_target": "all",
     }
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'oops' is not key=value"):
         parse_overrides(["oops"])
 
 
