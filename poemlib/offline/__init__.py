@@ -12,6 +12,7 @@ _EXPORTS = {
     "ensure_tiny_qwen": "poemlib.offline.tiny_qwen",
     "GeminiServer": "poemlib.offline.gemini",
     "FaultPlan": "poemlib.offline.gemini",
+    "serve_forever": "poemlib.offline.gemini",
 }
 
 
