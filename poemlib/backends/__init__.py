@@ -27,7 +27,13 @@ from poemlib.backends.qwen_engine import QwenBackend, QwenEngine, select_device_
 from poemlib.backends.qwen_preprocess import prepare_for_qwen, regularize_for_qwen
 from poemlib.backends.qwen_prompt import qwen_prompt_for, render_qwen_prompt
 from poemlib.backends.registry import clear_backends, load_backends
-from poemlib.backends.settings import BackendsSettings, ProfileSettings, backends_config, load_profile, profile_config
+from poemlib.backends.settings import (
+    BackendsSettings,
+    ProfileSettings,
+    backends_config,
+    load_profile,
+    profile_config,
+)
 
 __all__ = [
     "BACKEND_NAMES",

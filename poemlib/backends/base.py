@@ -10,7 +10,13 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from poemlib.config import describe_validation_error
-from poemlib.schema import GenerationResult, JSONExtractionError, PoemRequest, TokenUsage, parse_annotation_text
+from poemlib.schema import (
+    GenerationResult,
+    JSONExtractionError,
+    PoemRequest,
+    TokenUsage,
+    parse_annotation_text,
+)
 
 ImageInput = str | os.PathLike | bytes | Image.Image
 BACKEND_NAMES = ("gemini", "base", "lora")

@@ -31,7 +31,7 @@ def replay_server() -> Any:
         if _REPLAY_SERVER is None:
             import atexit
 
-            from poemlib.offline.gemini_server import GeminiServer
+            from poemlib.offline import GeminiServer
 
             server = GeminiServer(mode="replay")
             server.__enter__()

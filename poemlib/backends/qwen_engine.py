@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from poemlib.backends.base import BackendStatus, ImageInput, error_results, image_label, result_from_text
+from poemlib.backends.base import (
+    BackendStatus,
+    ImageInput,
+    error_results,
+    image_label,
+    result_from_text,
+)
 from poemlib.backends.qwen_preprocess import prepare_for_qwen
 from poemlib.backends.qwen_prompt import IM_END, qwen_prompt_for
 from poemlib.config import vision_budget
@@ -35,7 +41,7 @@ _DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float
 _SAMPLING_KEYS = ("top_p", "top_k", "temperature", "do_sample")
 
 
-def select_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple["torch.device", "torch.dtype"]:
+def select_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
     """CUDA with bf16 when present (fp16 on GPUs without bf16), else CPU with fp32; explicit values win."""
     import torch
 

@@ -97,7 +97,7 @@ def _load_qwen(name: str, profile: ProfileSettings, profile_name: str) -> Any:
     label = getattr(profile, name).label or f"Qwen2.5-VL {name}"
     try:
         model = base_model_location(profile, profile_name)
-    except Exception as exc:  # no model configured, unreadable training config, tiny model builder failing
+    except Exception as exc:  # noqa: BLE001 - no model configured, unreadable training config, tiny model builder failing
         return UnavailableBackend(name, label, "model path missing", f"{type(exc).__name__}: {exc}")
     if isinstance(model, Path) and not (model / "config.json").exists():
         return UnavailableBackend(name, label, "model path missing", f"no model at {model} (config.json missing)")

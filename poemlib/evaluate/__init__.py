@@ -12,7 +12,14 @@
 
 from poemlib.config import resolve_path
 from poemlib.evaluate.items import EvalItem, load_items
-from poemlib.evaluate.judge import JUDGE_CRITERIA, judge_response_schema, judge_rubric, judge_summary, parse_judgement, run_judge
+from poemlib.evaluate.judge import (
+    JUDGE_CRITERIA,
+    judge_response_schema,
+    judge_rubric,
+    judge_summary,
+    parse_judgement,
+    run_judge,
+)
 from poemlib.evaluate.metrics import (
     bleu4,
     distinct_n,
@@ -25,10 +32,19 @@ from poemlib.evaluate.metrics import (
     rouge_l,
 )
 from poemlib.evaluate.plots import make_plots
-from poemlib.evaluate.report import thumbnail_data_uri, write_report
+from poemlib.evaluate.report import write_report
 from poemlib.evaluate.run import DEFAULT_OUT, EvaluationRun, evaluate, run_backends
-from poemlib.evaluate.scoring import RULE_METRICS, meter_summary, score_result, summarize
-from poemlib.evaluate.settings import EvaluateSettings, JudgeSettings, load_evaluate_settings
+from poemlib.evaluate.scoring import (
+    RULE_METRICS,
+    meter_summary,
+    score_result,
+    summarize,
+)
+from poemlib.evaluate.settings import (
+    EvaluateSettings,
+    JudgeSettings,
+    load_evaluate_settings,
+)
 
 __all__ = [
     "DEFAULT_OUT",
@@ -61,6 +77,5 @@ __all__ = [
     "run_judge",
     "score_result",
     "summarize",
-    "thumbnail_data_uri",
     "write_report",
 ]

@@ -42,7 +42,7 @@ def parse_judgement(text: str, parsed: Any = None) -> dict[str, Any]:
         value = obj.get(c)
         if not isinstance(value, (int, float)) or not 1 <= value <= 5:
             raise ValueError(f"judge score {c!r} missing or outside 1-5: {value!r}")
-        out[c] = int(round(value))
+        out[c] = round(value)
     out["rationale"] = str(obj.get("rationale", ""))
     return out
 
@@ -67,7 +67,7 @@ class Judge:
                 self.settings, what=f"judge {row['backend']}'s poem for {row['image']}",
             )
             outcome = gemini.interpret_response(call.unwrap(f"judge {row['image']}"), parse=parse_judgement)
-        except Exception as exc:  # one failed judgement is recorded, not fatal
+        except Exception as exc:  # noqa: BLE001 - one failed judgement is recorded, not fatal
             return {**who, "error": f"{type(exc).__name__}: {exc}"}
         if outcome.error_kind:
             return {**who, "error": f"{outcome.error_kind}: {outcome.error_message}"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 RATE_COLUMNS = ["json_parse_rate", "schema_valid_rate", "unfit_rate", "type_adherence", "form_pass", "tone_pass", "rhyme_pass"]
 TEXT_COLUMNS = ["bleu4", "rouge_l", "distinct_1", "distinct_2", "rep2", "repeated_lines"]
@@ -20,8 +23,8 @@ def _pyplot() -> Any:
         from poemlib.plotting import use_cjk_font
 
         use_cjk_font(quiet=True)
-    except Exception:  # no CJK font: the labels are ASCII anyway
-        pass
+    except Exception as exc:  # noqa: BLE001 - no CJK font: the labels are ASCII anyway
+        log.debug("no CJK font for plots: %s", exc)
     return plt
 
 

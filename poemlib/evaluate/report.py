@@ -35,7 +35,7 @@ def _template() -> Any:
     return Environment(autoescape=True).from_string(TEMPLATE_PATH.read_text(encoding="utf-8"))
 
 
-def thumbnail_data_uri(path: str | Path, max_side: int = 320) -> str:
+def _thumbnail_uri(path: str | Path, max_side: int = 320) -> str:
     """The photo (EXIF-rotated) as a small JPEG data URI; empty for an unreadable file."""
     try:
         return jpeg_data_uri(thumbnail_jpeg(path, max_side))
@@ -99,7 +99,7 @@ def _items_html(items: Sequence[EvalItem], rows: Sequence[Mapping[str, Any]], la
         req = item.request.model_dump(exclude_defaults=True)
         cells = [cell_html(by_key[(name, i)], label) for name, label in labels.items() if (name, i) in by_key]
         rendered.append({
-            "name": item.name, "thumb": thumbnail_data_uri(item.image, thumb_px),
+            "name": item.name, "thumb": _thumbnail_uri(item.image, thumb_px),
             "request": json.dumps(req, ensure_ascii=False) if req else "generic",
             "reference": reference_html(item), "cells": cells,
         })

@@ -22,9 +22,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from poemlib.evaluate.items import EvalItem
-from poemlib.evaluate.metrics import bleu4, distinct_n, poem_chars, poem_lines, repeated_line_rate, repetition_rate, rouge_l
+from poemlib.evaluate.metrics import (
+    bleu4,
+    distinct_n,
+    poem_chars,
+    poem_lines,
+    repeated_line_rate,
+    repetition_rate,
+    rouge_l,
+)
 from poemlib.meter import MeterCheckError, check_annotation
-from poemlib.schema import Annotation, GenerationResult, JSONExtractionError, extract_json_object
+from poemlib.schema import (
+    Annotation,
+    GenerationResult,
+    JSONExtractionError,
+    extract_json_object,
+)
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import yaml
 
 from poemlib import backends as bk
 from poemlib.backends import registry
-from poemlib.config import ConfigError, SAMPLE_DIR
+from poemlib.config import SAMPLE_DIR, ConfigError
 from poemlib.schema import PoemRequest
 
 PHOTOS = ["cat_chelsea.jpg", "rocket_launch_dusk.jpg"]
