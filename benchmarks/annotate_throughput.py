@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from poemlib import annotate as ann
+    from poemlib.gemini import peak_in_window
 
     cfg = ann.load_annotate_config()
     rpm = args.rpm or cfg.rpm
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = {
                     "images_per_min": args.images / wall * 60,
                     "wall_s": wall,
-                    "peak_60s": ann.peak_in_window(stats["times"], 60.0),
+                    "peak_60s": peak_in_window(stats["times"], 60.0),
                     "requests": stats["requests"],
                     "peak_concurrency": stats["peak_concurrency"],
                 }
