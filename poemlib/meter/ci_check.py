@@ -157,11 +157,23 @@ class _Trial:
         return len(self.form), len(self.soft) + len(self.tone) + len(self.rhyme)
 
 
-def _try(w: _Written, tones: list[int], v: Variant) -> _Trial:
-    """All faults of the text read as this 体."""
-    rhyme, used, notes = _rhyme_faults(w.text, v)
-    hard, soft = _form_faults(w, v)
-    return _Trial(v, hard, soft, _tone_faults(tones, v), rhyme, used, notes)
+def _best_trial(w: _Written, tones: list[int], variants: list[Variant]) -> _Trial:
+    """The 体 with fewest hard form faults, then fewest other faults; rhyme is only worked out for 体 still in the race."""
+    staged = [(v, *_form_faults(w, v)) for v in variants]
+    fewest = min(len(hard) for _, hard, _ in staged)
+    best: _Trial | None = None
+    for v, hard, soft in staged:
+        if len(hard) > fewest:
+            continue
+        tone = _tone_faults(tones, v)
+        if best is not None and len(soft) + len(tone) >= best.key[1]:
+            continue  # cannot beat the best even with a perfect rhyme (ties keep the earlier 体)
+        rhyme, used, notes = _rhyme_faults(w.text, v)
+        trial = _Trial(v, hard, soft, tone, rhyme, used, notes)
+        if best is None or trial.key < best.key:
+            best = trial
+    assert best is not None
+    return best
 
 
 # ---------------------------------------------------------------------------
@@ -179,16 +191,17 @@ def _locate(ends: list[int], offset: int) -> tuple[int, int]:
 def _violations(trial: _Trial, text: str, ends: list[int]) -> list[Violation]:
     """The trial's faults as located violations (tone messages quote the 谱's pattern of the line)."""
     out = []
-    pattern, label = trial.variant.pattern, trial.variant.label
+    starts = [0, *ends[:-1]]
+    line_patterns = [trial.variant.pattern[a:b] for a, b in zip(starts, ends)]
+    label = trial.variant.label
     for category, rule, offset, message in trial.form + trial.tone + trial.rhyme:
         if offset is None:
             out.append(Violation(category=category, rule=rule, message=message))
             continue
-        line, position = _locate(ends, offset)
+        index = min(bisect_right(ends, offset), len(ends) - 1)
         if category == "tone":
-            start = ends[line - 2] if line > 1 else 0
-            message = f"{message} in {pattern[start:ends[line - 1]]} ({label})"
-        out.append(Violation(category=category, rule=rule, line=line, position=position, char=text[offset], message=message))
+            message = f"{message} in {line_patterns[index]} ({label})"
+        out.append(Violation(category=category, rule=rule, line=index + 1, position=offset - starts[index] + 1, char=text[offset], message=message))
     return out
 
 
@@ -220,7 +233,7 @@ def check_ci(cipai_name: str, stanzas: list[list[Segment]], mode: str = "pingshu
     if not same_length:
         return _misfit(w, stanzas, cipai.name, cipai.variants)
     tones = [rd.tone for rd in line_readings(w.text, mode)]
-    best = min((_try(w, tones, v) for v in same_length), key=lambda t: t.key)
+    best = _best_trial(w, tones, same_length)
     v = best.variant
     ends = _lines(w, v)
     starts = [0, *ends[:-1]]
