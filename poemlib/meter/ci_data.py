@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import pairwise
 
 from poemlib.config import RESOURCES_DIR
 from poemlib.meter.readings import PING, ZE, to_simplified
@@ -99,7 +100,7 @@ class Variant:
         """The 片 (one way of writing each), with the 句 lengths of each."""
         bounds = (0, *self.pian_breaks, self.chars)
         out = []
-        for start, stop in zip(bounds, bounds[1:]):
+        for start, stop in pairwise(bounds):
             cuts = [e for e in self.line_ends if start < e <= stop]
             lengths = [b - a for a, b in zip([start, *cuts], cuts)]
             out.append((Stanza(" ".join(map(str, lengths)), stop - start),))

@@ -86,7 +86,7 @@ def test_pause_inside_a_line_is_not_a_line_end() -> None:
 
 
 def test_traditional_characters_and_half_width_punctuation() -> None:
-    title, text, _ = next(c for c in CANONICAL_CI if c[0] == "满江红")
+    _, text, _ = next(c for c in CANONICAL_CI if c[0] == "满江红")
     trad = opencc.OpenCC("s2t").convert(text)
     assert trad != text
     half = trad.replace("，", ",").replace("。", ".").replace("！", "!").replace("、", "､")
