@@ -9,10 +9,13 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
-from poemlib.offline.gemini.files import file_not_found
+from poemlib.offline.gemini.batches import BatchQueue
+from poemlib.offline.gemini.files import FileStore, file_not_found
+from poemlib.offline.gemini.generate import Responder
+from poemlib.offline.gemini.stats import StatsBook
 from poemlib.offline.gemini.wire import (
     API_KEY_INVALID_MESSAGE,
     NO_KEY_MESSAGE,
@@ -25,10 +28,25 @@ from poemlib.offline.gemini.wire import (
     to_response,
 )
 
-if TYPE_CHECKING:
-    from poemlib.offline.gemini.server import GeminiServer
 
-Handler = Callable[["GeminiServer", Any, dict[str, str]], Awaitable[Any]]
+class ServerContext(Protocol):
+    """What the handlers use of the server (`server.GeminiServer` provides it)."""
+
+    valid_keys: frozenset[str] | None
+    max_request_bytes: int
+    latency_s: float
+    responder: Responder
+    stats_book: StatsBook
+    batches: BatchQueue
+    files: FileStore
+
+    @property
+    def base_url(self) -> str: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+
+Handler = Callable[[ServerContext, Any, dict[str, str]], Awaitable[Any]]
 UPLOAD_CHUNK_GRANULARITY = 8 * 1024 * 1024
 
 
@@ -84,7 +102,7 @@ async def read_json(request: Any, max_bytes: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-async def _answer_model_call(server: GeminiServer, request: Any, model: str) -> Answer:
+async def _answer_model_call(server: ServerContext, request: Any, model: str) -> Answer:
     """Key check, body, the answer and its outcome count, then the latency (and slow fault) wait."""
     try:
         check_key(request, server.valid_keys)
@@ -98,7 +116,7 @@ async def _answer_model_call(server: GeminiServer, request: Any, model: str) -> 
     return answer
 
 
-async def generate_content(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def generate_content(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`:generateContent` and `:streamGenerateContent` (the whole answer as one SSE chunk or a one-item array)."""
     from starlette.responses import Response
 
@@ -116,12 +134,12 @@ async def generate_content(server: GeminiServer, request: Any, params: dict[str,
         server.stats_book.model_call_finished()
 
 
-async def count_tokens(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def count_tokens(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`:countTokens`."""
     return to_response(server.responder.count_tokens(await read_json(request, server.max_request_bytes)))
 
 
-async def get_model(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def get_model(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`GET models/{model}`."""
     return to_response(Answer(200, model_resource(params["model"]), "ok"))
 
@@ -131,27 +149,27 @@ async def get_model(server: GeminiServer, request: Any, params: dict[str, str]) 
 # ---------------------------------------------------------------------------
 
 
-async def create_batch(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def create_batch(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`:batchGenerateContent`."""
     return to_response(server.batches.create(params["model"], await read_json(request, server.max_request_bytes)))
 
 
-async def list_batches(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def list_batches(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`GET batches`."""
     return to_response(server.batches.listing(request.query_params))
 
 
-async def get_batch(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def get_batch(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`GET batches/{id}` (a poll)."""
     return to_response(server.batches.get(params["id"]))
 
 
-async def cancel_batch(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def cancel_batch(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`POST batches/{id}:cancel`."""
     return to_response(server.batches.cancel(params["id"]))
 
 
-async def delete_batch(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def delete_batch(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`DELETE batches/{id}`."""
     return to_response(server.batches.delete(params["id"]))
 
@@ -161,12 +179,12 @@ async def delete_batch(server: GeminiServer, request: Any, params: dict[str, str
 # ---------------------------------------------------------------------------
 
 
-async def list_files(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def list_files(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`GET files`."""
     return to_response(Answer(200, {"files": server.files.listing()}, "ok"))
 
 
-async def get_file(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def get_file(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`GET files/{id}`: the file resource."""
     stored = server.files.get(params["id"])
     if stored is None:
@@ -174,7 +192,7 @@ async def get_file(server: GeminiServer, request: Any, params: dict[str, str]) -
     return to_response(Answer(200, stored.meta, "ok"))
 
 
-async def download_file(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def download_file(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`GET files/{id}:download`: the bytes."""
     from starlette.responses import Response
 
@@ -184,14 +202,14 @@ async def download_file(server: GeminiServer, request: Any, params: dict[str, st
     return Response(stored.data, media_type=stored.meta.get("mimeType") or "application/octet-stream")
 
 
-async def delete_file(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def delete_file(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """`DELETE files/{id}`."""
     if not server.files.delete(params["id"]):
         raise ApiError(file_not_found(params["id"]))
     return to_response(Answer(200, {}, "ok"))
 
 
-async def _start_upload(server: GeminiServer, request: Any, command: str) -> Any:
+async def _start_upload(server: ServerContext, request: Any, command: str) -> Any:
     """`x-goog-upload-command: start`: open a session and hand out its upload URL."""
     from starlette.responses import Response
 
@@ -210,7 +228,7 @@ async def _start_upload(server: GeminiServer, request: Any, command: str) -> Any
     return Response(b"", headers=headers)
 
 
-async def _upload_chunk(server: GeminiServer, request: Any, session_id: str, command: str) -> Any:
+async def _upload_chunk(server: ServerContext, request: Any, session_id: str, command: str) -> Any:
     """`query`, `upload` and `finalize` commands on an open session; finalize stores the file."""
     from starlette.responses import Response
 
@@ -236,7 +254,7 @@ async def _upload_chunk(server: GeminiServer, request: Any, session_id: str, com
     return Response(payload, headers={"x-goog-upload-status": "final"}, media_type="application/json; charset=UTF-8")
 
 
-async def upload(server: GeminiServer, request: Any, params: dict[str, str]) -> Any:
+async def upload(server: ServerContext, request: Any, params: dict[str, str]) -> Any:
     """The resumable upload protocol: `start` hands out an upload URL; chunks then `upload, finalize` to it."""
     command = request.headers.get("x-goog-upload-command", "").lower()
     session_id = request.query_params.get("upload_id")
