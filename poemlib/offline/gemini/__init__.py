@@ -30,6 +30,7 @@ Modules: `server` (lifecycle, dispatch), `routes` (handlers and the route table)
 `replay`, `matching`, `faults`, `batches`, `files`, `tokens`, `stats`, `wire` (REST JSON shapes).
 """
 
+from poemlib.offline.gemini.endpoint import gemini_endpoint
 from poemlib.offline.gemini.faults import ALL_FAULTS, FAULT_KINDS, FaultPlan
 from poemlib.offline.gemini.matching import DEFAULT_MATCH_THRESHOLD, ImageIndex
 from poemlib.offline.gemini.replay import UNKNOWN_IMAGE_ANNOTATION, Replay
@@ -50,6 +51,7 @@ __all__ = [
     "ImageIndex",
     "Replay",
     "ServerStats",
+    "gemini_endpoint",
     "count_image_tokens",
     "count_text_tokens",
     "serve_forever",
