@@ -13,7 +13,6 @@ from typing import Any
 
 from poemlib import gemini
 from poemlib.backends.base import BackendStatus, ImageInput, image_label
-from poemlib.gemini.settings import GEMINI_SETTING_NAMES
 from poemlib.images import BadImageError
 from poemlib.instructions import render_instruction
 from poemlib.schema import GenerationResult, PoemRequest, gemini_response_schema
@@ -40,13 +39,6 @@ def replay_server() -> Any:
         return _REPLAY_SERVER
 
 
-def gemini_settings_from(config: Any, **overrides: Any) -> gemini.GeminiSettings:
-    """The GeminiSettings part of a stage config (same field names), with non-None overrides."""
-    fields = {name: getattr(config, name) for name in GEMINI_SETTING_NAMES if hasattr(config, name)}
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    return gemini.GeminiSettings.model_validate(fields)
-
-
 class GeminiBackend:
     """Gemini with annotation's request (configs/annotate.yaml: model, prompt, schema, photo budget), the user
     instruction rendered from the shared pool for the request's customisation, every call through poemlib.gemini."""
@@ -70,7 +62,7 @@ class GeminiBackend:
         self.base_url = base_url
         self.cfg = annotate.load_annotate_config(annotate_config)
         self.system_instruction = annotate.load_prompt(self.cfg).system
-        self.settings = gemini_settings_from(self.cfg, base_url=base_url)
+        self.settings = self.cfg.gemini.model_copy(update={"base_url": base_url})
         self.client = gemini.make_client(self.settings, api_key=api_key, base_url=base_url)
         self.max_workers = max(1, min(int(max_workers), int(self.settings.concurrency)))
         self._to_jpeg = annotate.image_to_jpeg

@@ -1,12 +1,13 @@
 """Building backends from a profile of configs/backends.yaml, cached per process (base and lora share one engine).
 
 Where the Qwen weights come from, first match wins:
-  base model   $<base.model_dir_env>, else base.model_dir, else the training config's `base_model`, else its
-               `model_name_or_path`; offline with none of these: the tiny model (built on first use)
-  LoRA adapter $<lora.adapter_dir_env>, else lora.adapter_dir, else the training config's `adapter_dir`, else its
-               `output_dir` (where `poemlib train <train_config>` writes the adapter)
-The training config is the profile's `train_config` (a name in configs/ or a path), read as raw YAML.
-A base model that is not a local path (e.g. `Qwen/Qwen2.5-VL-7B-Instruct`) is a hub id, loaded as training loads it.
+  base model   $<base.model_dir_env>, else base.model_dir, else the profile's training config through
+               poemlib.config.base_model_of (POEMLIB_BASE_MODEL, else its model_name_or_path); offline with none of
+               these: the tiny model (built on first use)
+  LoRA adapter $<lora.adapter_dir_env>, else lora.adapter_dir, else the training config's output_dir
+               (poemlib.config.adapter_dir_of: where `poemlib train <train_config>` writes the adapter)
+The training config is the profile's `train_config` (a name in configs/ or a path). A base model that is not a local
+path (e.g. `Qwen/Qwen2.5-VL-7B-Instruct`) is a hub id, loaded as training loads it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from typing import Any
 
 from poemlib.backends.base import BACKEND_NAMES, Backend, UnavailableBackend
 from poemlib.backends.settings import ProfileSettings, QwenSection, load_profile
-from poemlib.config import PROJECT_ROOT, config_path, load_config, resolve_path
+from poemlib.config import (
+    adapter_dir_of,
+    base_model_of,
+    config_path,
+    load_config,
+    resolve_path,
+)
 
 log = logging.getLogger(__name__)
-
-BASE_MODEL_KEYS = ("base_model", "model_name_or_path")
-ADAPTER_DIR_KEYS = ("adapter_dir", "output_dir")
 
 _BACKENDS: dict[tuple[str, str, str], Any] = {}
 _ENGINES: dict[tuple[str, ...], Any] = {}
@@ -40,40 +44,27 @@ def _configured(section: QwenSection, key: str) -> str | None:
     return getattr(section, key)
 
 
-def _from_train_config(profile: ProfileSettings, keys: Sequence[str]) -> str | None:
-    """The first of `keys` set in the profile's training config (None without a training config)."""
-    if not profile.train_config:
-        return None
-    train = load_config(profile.train_config)
-    return next((str(train[k]) for k in keys if train.get(k)), None)
-
-
-def is_local_model(value: str) -> bool:
-    """True for a path (absolute, ~, ./, work/…, or existing under the project root); False for a hub id."""
-    path = Path(os.path.expanduser(value))
-    return (path.is_absolute() or value.startswith((".", "~", "$")) or (path.parts[:1] == ("work",))
-            or (PROJECT_ROOT / path).exists())
-
-
 def base_model_location(profile: ProfileSettings, profile_name: str) -> Path | str:
     """The base model: a local directory (Path) or a hub id (str); offline without one: the tiny model."""
     configured = _configured(profile.base, "model_dir")
     if configured:  # a directory by name: always a path
         return resolve_path(configured)
-    value = _from_train_config(profile, BASE_MODEL_KEYS)
-    if value is None:
-        if profile_name != "offline":
-            raise FileNotFoundError("no base model configured (base.model_dir or a train_config)")
-        from poemlib.offline.tiny_qwen import ensure_tiny_qwen
+    if profile.train_config:
+        model = base_model_of(load_config(profile.train_config))  # local paths come back absolute
+        return Path(model) if Path(model).is_absolute() else model
+    if profile_name != "offline":
+        raise FileNotFoundError("no base model configured (base.model_dir or a train_config)")
+    from poemlib.offline.tiny_qwen import ensure_tiny_qwen
 
-        return Path(ensure_tiny_qwen())
-    return resolve_path(value) if is_local_model(value) else value
+    return Path(ensure_tiny_qwen())
 
 
 def adapter_location(profile: ProfileSettings) -> Path | None:
     """The LoRA adapter directory, or None when the profile names none."""
-    value = _configured(profile.lora, "adapter_dir") or _from_train_config(profile, ADAPTER_DIR_KEYS)
-    return resolve_path(value) if value else None
+    configured = _configured(profile.lora, "adapter_dir")
+    if configured:
+        return resolve_path(configured)
+    return adapter_dir_of(load_config(profile.train_config)) if profile.train_config else None
 
 
 def _engine(model: Path | str, profile: ProfileSettings) -> Any:

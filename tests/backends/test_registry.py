@@ -71,6 +71,7 @@ def test_a_training_config_names_the_base_model_and_the_adapter(tiny_qwen_dir, r
                              base={"model_dir_env": "POEMLIB_TEST_BASE", "label": "base"},
                              lora={"adapter_dir_env": "POEMLIB_TEST_ADAPTER", "label": "lora"})
     monkeypatch.delenv("POEMLIB_TEST_BASE", raising=False)
+    monkeypatch.delenv("POEMLIB_BASE_MODEL", raising=False)
     loaded = bk.load_backends(["base", "lora"], profile="real", config=config)
     assert loaded["lora"].status().ready, loaded["lora"].status()
     assert loaded["lora"].engine.adapter_dir == random_adapter
@@ -84,11 +85,18 @@ def test_a_training_config_names_the_base_model_and_the_adapter(tiny_qwen_dir, r
     assert str(tmp_path / "elsewhere") in lora.status().detail and f"poemlib train {train}" in lora.status().detail
 
 
-def test_shipped_real_profile_reads_the_7b_training_config() -> None:
+def test_shipped_real_profile_reads_the_7b_training_config(tmp_path, monkeypatch) -> None:
+    """The shipped real profile finds what `poemlib train qwen2_5vl_7b_lora` trains and writes; POEMLIB_BASE_MODEL,
+    the one setting training also reads, swaps the base model."""
+    from poemlib.config import BASE_MODEL_ENV, load_config, resolve_path
+
+    monkeypatch.delenv(BASE_MODEL_ENV, raising=False)
     profile = bk.load_profile("real")
-    train = yaml.safe_load((registry.resolve_path(f"configs/{profile.train_config}.yaml")).read_text())
-    assert registry.base_model_location(profile, "real") == train["model_name_or_path"]  # a hub id stays a hub id
-    assert registry.adapter_location(profile) == registry.resolve_path(train["output_dir"])
+    train = load_config(profile.train_config)
+    assert registry.base_model_location(profile, "real") == train["model_name_or_path"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert registry.adapter_location(profile) == resolve_path(train["output_dir"]) == resolve_path("work/train/qwen2_5vl_7b_lora")
+    monkeypatch.setenv(BASE_MODEL_ENV, str(tmp_path / "tiny"))
+    assert registry.base_model_location(profile, "real") == tmp_path / "tiny"
 
 
 def test_adapter_from_notebook_04_loads_and_differs(tmp_path, backends_config) -> None:
