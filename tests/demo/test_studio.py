@@ -1,4 +1,4 @@
-"""The demo studio: pure card rendering, concurrent columns with fake backends, bad uploads, the CLI command."""
+"""The demo studio's widgets: cards through poemlib.render, concurrent columns with fake backends, bad uploads, the CLI."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ import pytest
 from PIL import Image
 
 from poemlib.backends import BackendStatus
-from poemlib.demo import (
-    OFFLINE_BANNER,
-    build_app,
-    load_demo_config,
-    meter_report_for,
-    render_card,
-    running_in_voila,
-)
-from poemlib.meter import check
+from poemlib.config import ConfigError
+from poemlib.demo import OFFLINE_BANNER, build_app, load_demo_config, running_in_voila
+from poemlib.meter import check, check_annotation
+from poemlib.render import result_card_html
 from poemlib.samples import sample_images
 from poemlib.schema import Annotation, GenerationResult, PoemRequest, TokenUsage
 
@@ -81,14 +76,14 @@ def no_model_loading(monkeypatch):
 
 
 # ---------------------------------------------------------------------------
-# render_card
+# result_card_html (poemlib.render) on the demo's answers
 # ---------------------------------------------------------------------------
 
 
 def test_card_shows_title_badge_lines_meter_badges_explanation_and_stats() -> None:
     result = poem_result()
     report = check("七言绝句", LIBAI, "早发白帝城")
-    html = render_card(result, report)
+    html = result_card_html(result, report)
     assert "poem-card" in html and "早发白帝城" in html
     assert '<span class="poem-type-badge">七言绝句</span>' in html
     assert html.count('class="poem-line"') == 4
@@ -107,7 +102,7 @@ def test_card_shows_title_badge_lines_meter_badges_explanation_and_stats() -> No
 def test_card_highlights_violations_and_failed_badges() -> None:
     report = check("五言绝句", JINGYESI)
     assert report.tone_ok is False
-    html = render_card(poem_result(content=JINGYESI, poem_type="五言绝句", title="静夜思"), report)
+    html = result_card_html(poem_result(content=JINGYESI, poem_type="五言绝句", title="静夜思"), report)
     assert 'class="meter-badge meter-fail" data-check="tone"' in html
     # 上 (line 2, position 4) and 头 (line 3, position 2) are highlighted with the rule in their tooltip
     highlighted = re.findall(r'<span class="ch [^"]*violation[^"]*" title="([^"]*)">(.)</span>', html)
@@ -119,21 +114,21 @@ def test_card_highlights_violations_and_failed_badges() -> None:
 def test_card_vertical_layout_and_rhyme_failure() -> None:
     content = LIBAI.replace("还", "回")
     report = check("七言绝句", content)
-    html = render_card(poem_result(content=content), report, vertical=True)
+    html = result_card_html(poem_result(content=content), report, vertical=True)
     assert 'class="poem-body vertical"' in html
     assert 'data-check="rhyme"' in html and "押韵 ✗" in html
     assert re.search(r'class="ch [^"]*violation[^"]*" title="[^"]*出韵[^"]*">回<', html)
 
 
 def test_card_without_meter_report_still_shows_the_poem() -> None:
-    html = render_card(poem_result(), None)
+    html = result_card_html(poem_result(), None)
     assert html.count('class="poem-line"') == 4 and "格律 未检" in html
 
 
 def test_unparseable_answer_shows_raw_excerpt_escaped() -> None:
     raw = "灯火探出ic恋花<script>alert(1)</script>" + "浣熊" * 300
     result = GenerationResult(backend="base", error_kind="invalid_json", error_message="no JSON object in model output", raw_text=raw, latency_s=7.0)
-    html = render_card(result, None, raw_chars=50)
+    html = result_card_html(result, None, raw_chars=50)
     assert "未能解析 / could not parse" in html and "poem-error" in html
     assert 'class="raw-excerpt"' in html and "灯火探出ic恋花" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -144,19 +139,19 @@ def test_unparseable_answer_shows_raw_excerpt_escaped() -> None:
 def test_backend_failure_and_unfit_cards() -> None:
     missing = GenerationResult(backend="lora", error_kind="generation_error",
                                error_message="Qwen LoRA unavailable (adapter missing): no PEFT adapter at work/train/tiny_lora")
-    html = render_card(missing, None)
+    html = result_card_html(missing, None)
     assert "生成失败 / generation failed" in html and "adapter missing" in html and 'data-error-kind="generation_error"' in html
     unfit = GenerationResult(backend="gemini", annotation=Annotation(create_condition=False, poem_content="这是一页文字扫描件。", poem_explanation="无景可写。"))
-    html = render_card(unfit, None)
+    html = result_card_html(unfit, None)
     assert "不宜入诗" in html and "这是一页文字扫描件" in html
 
 
 def test_ci_card_shows_cipai_badge() -> None:
     content = "一曲新词酒一杯，去年天气旧亭台。夕阳西下几时回。\n\n无可奈何花落去，似曾相识燕归来。小园香径独徘徊。"
     result = poem_result(content=content, poem_type="词", title="浣溪沙·一曲新词")
-    report = meter_report_for(result.annotation)
+    report = check_annotation(result.annotation)
     assert report is not None and report.cipai == "浣溪沙"
-    html = render_card(result, report)
+    html = result_card_html(result, report)
     assert "词牌 浣溪沙" in html and 'class="stanza-break"' in html and 'data-check="form"' in html
 
 
@@ -253,7 +248,7 @@ def _jpeg_bytes(size=(64, 48)) -> bytes:
 
 def test_bad_uploads_give_a_message_and_the_app_keeps_working(no_model_loading) -> None:
     fakes = {"gemini": FakeBackend("gemini", poem_result())}
-    app = build_app(backends=fakes, config={**load_demo_config(), "max_upload_mb": 0.01})  # ~10 KB
+    app = build_app(backends=fakes, config=load_demo_config(overrides={"max_upload_mb": 0.01}))  # ~10 KB
     # not an image, through the upload widget's own change event
     app._on_upload({"new": ({"name": "notes.txt", "type": "text/plain", "size": 11, "content": memoryview(b"hello world")},)})
     assert "bad upload" in app.status.value and "not an image" in app.status.value and app.photo is None
@@ -300,7 +295,8 @@ def test_loading_failure_is_shown_and_does_not_raise(monkeypatch) -> None:
 
     monkeypatch.setattr(poemlib.backends, "load_backends", broken)
     app = build_app(profile="offline")
-    assert wait_for(lambda: app._backends_future.done())
+    assert wait_for(app.controller.loaded)
+    assert "config exploded" in str(app.controller.load_error()) and app.statuses() == {}
     assert wait_for(lambda: "config exploded" in app.status.value)
     results = app.generate_sync(0, timeout=10)
     assert all(r.error_kind == "generation_error" for r in results.values())
@@ -320,9 +316,23 @@ def test_headless_run_and_voila_detection(monkeypatch, no_model_loading) -> None
     assert app.run_headless(None) is None
 
 
+def test_bad_demo_config_names_the_file_and_the_fields(tmp_path) -> None:
+    bad = tmp_path / "demo.yaml"
+    bad.write_text("max_upload_mb: -1\nmeter_mode: tang\nthumb_sise: [1, 2]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_demo_config(bad)
+    message = str(caught.value)
+    assert str(bad) in message
+    assert "max_upload_mb" in message and "meter_mode" in message and "thumb_sise" in message
+    # a mapping takes the defaults for every key it leaves out
+    partial = load_demo_config({"defaults": {"seed": 5}})
+    assert partial.defaults.seed == 5 and partial.defaults.temperature == 0.7 and partial.profile == "offline"
+
+
 def test_demo_config_and_cli() -> None:
     cfg = load_demo_config()
-    assert cfg["profile"] == "offline" and cfg["max_upload_mb"] > 0 and set(cfg["backends"]) <= {"gemini", "base", "lora"}
+    assert cfg.profile == "offline" and cfg.max_upload_mb > 0 and set(cfg.backends) <= {"gemini", "base", "lora"}
+    assert cfg.defaults.temperature == 0.7 and cfg.sliders.max_new_tokens == (16, 2048) and cfg.thumb_size == (104, 78)
     from pathlib import Path
 
     from typer.testing import CliRunner
