@@ -105,13 +105,13 @@ def _tone_faults(tones: list[int], v: Variant) -> list[_Fault]:
     return [("tone", "词谱平仄", pos, "should be " + want) for pos, want, opposite in v.strict if tones[pos] == opposite]
 
 
-def _rhyme_faults(text: str, v: Variant) -> tuple[list[_Fault], list[str], list[str]]:
-    """出韵 per rhyme group (one 词林正韵 部 each), the 部 used, and notes (unknown characters, accepted licences)."""
+def _rhyme_faults(text: str, v: Variant, mode: str = "pingshui") -> tuple[list[_Fault], list[str], list[str]]:
+    """出韵 per rhyme group (one 词林正韵 部, or 中华新韵 group, each), the groups used, and notes (accepted licences)."""
     out: list[_Fault] = []
     used, notes = [], []
     for group in v.rhymes:
         positions = [abs(p) for p in group]
-        parts = [rhyme_bu(text[pos]) for pos in positions]
+        parts = [rhyme_bu(text[pos], mode) for pos in positions]
         common = frozenset.intersection(*parts)
         if common:  # the usual case: every rhyme shares a 部
             used.append(bu_name(min(common)))
@@ -122,7 +122,8 @@ def _rhyme_faults(text: str, v: Variant) -> tuple[list[_Fault], list[str], list[
         first = {bu: i for i, found in reversed(list(enumerate(parts))) for bu in found}
         bu = max(counts, key=lambda b: (counts[b], -first[b], -b))
         used.append(bu_name(bu))
-        shared = frozenset().union(*(split_groups(text[p]) for p, found in zip(positions, parts) if bu in found))
+        in_bu = [text[p] for p, found in zip(positions, parts) if bu in found]
+        shared = frozenset().union(*map(split_groups, in_bu)) if mode == "pingshui" else frozenset()
         for pos, found in zip(positions, parts):
             ch = text[pos]
             if bu in found:
@@ -135,7 +136,8 @@ def _rhyme_faults(text: str, v: Variant) -> tuple[list[_Fault], list[str], list[
             elif bu in RUSHENG_BU and any(abs(b - bu) == 1 for b in found & RUSHENG_BU):
                 notes.append(f"入声邻部通押：「{ch}」属{have}，邻于{bu_name(bu)}")
             else:
-                out.append(("rhyme", "出韵", pos, f"「{ch}」 is in {have}, not this rhyme group's {bu_name(bu)} (词林正韵)"))
+                source = "中华新韵" if mode == "xinyun" else "词林正韵"
+                out.append(("rhyme", "出韵", pos, f"「{ch}」 is in {have}, not this rhyme group's {bu_name(bu)} ({source})"))
     return out, list(dict.fromkeys(used)), notes
 
 
@@ -157,7 +159,7 @@ class _Trial:
         return len(self.form), len(self.soft) + len(self.tone) + len(self.rhyme)
 
 
-def _best_trial(w: _Written, tones: list[int], variants: list[Variant]) -> _Trial:
+def _best_trial(w: _Written, tones: list[int], variants: list[Variant], mode: str) -> _Trial:
     """The 体 with fewest hard form faults, then fewest other faults; rhyme is only worked out for 体 still in the race."""
     staged = [(v, *_form_faults(w, v)) for v in variants]
     fewest = min(len(hard) for _, hard, _ in staged)
@@ -168,7 +170,7 @@ def _best_trial(w: _Written, tones: list[int], variants: list[Variant]) -> _Tria
         tone = _tone_faults(tones, v)
         if best is not None and len(soft) + len(tone) >= best.key[1]:
             continue  # cannot beat the best even with a perfect rhyme (ties keep the earlier 体)
-        rhyme, used, notes = _rhyme_faults(w.text, v)
+        rhyme, used, notes = _rhyme_faults(w.text, v, mode)
         trial = _Trial(v, hard, soft, tone, rhyme, used, notes)
         if best is None or trial.key < best.key:
             best = trial
@@ -233,7 +235,7 @@ def check_ci(cipai_name: str, stanzas: list[list[Segment]], mode: str = "pingshu
     if not same_length:
         return _misfit(w, stanzas, cipai.name, cipai.variants)
     tones = [rd.tone for rd in line_readings(w.text, mode)]
-    best = _best_trial(w, tones, same_length)
+    best = _best_trial(w, tones, same_length, mode)
     v = best.variant
     ends = _lines(w, v)
     starts = [0, *ends[:-1]]

@@ -140,3 +140,13 @@ def test_unknown_cipai_names_the_closest_known() -> None:
     report = check("词", "明月几时有，把酒问青天。", "水调哥头·中秋")
     assert report.form_ok is None and report.tone_ok is None
     assert any("水调歌头" in note for note in report.notes)
+
+
+def test_xinyun_mode_rhymes_a_ci_by_modern_groups() -> None:
+    """--mode xinyun: 平仄 and rhyme by modern Mandarin. 李清照's 入声 rhymes (觅 戚 息 急 …) no longer rhyme."""
+    title, text, _ = next(c for c in CANONICAL_CI if c[0] == "长相思")
+    modern = check("词", text, title, mode="xinyun")
+    assert modern.rhyme_ok is True and "新韵" in (modern.rhyme_group or "")
+    title, text, _ = next(c for c in CANONICAL_CI if c[0] == "声声慢")
+    assert check("词", text, title).rhyme_ok is True
+    assert check("词", text, title, mode="xinyun").rhyme_ok is False
