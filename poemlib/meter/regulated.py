@@ -239,17 +239,28 @@ def _check_tone(lines: list[str], rows: list[list[Reading]], first_rhymes: bool)
     for i in [*range(1, len(tones), 2), *([0] if first_rhymes else [])]:
         if tones[i][-1] == EITHER:
             tones[i] = (*tones[i][:-1], PING)
-    specs, notes, second, first_ending = _tone_plan(tuple(tones), first_rhymes)
+    specs, notes, second, first_ending = _tone_plan(tones, first_rhymes)
     out = [Violation(category="tone", rule=rule, line=line, position=pos, char=lines[line - 1][pos - 1], message=message) for rule, line, pos, message in specs]
-    return out, list(notes), second, first_ending
+    return out, notes, second, first_ending
 
 
-@lru_cache(maxsize=32768)
-def _tone_plan(tones: tuple[tuple[int, ...], ...], first_rhymes: bool) -> tuple[tuple[_Spec, ...], tuple[str, ...], int, int]:
-    """Faults (sorted), notes, first line's 2nd-character tone and first ending of a poem's tone shape.
+_LineOption = tuple[float, tuple[_Spec, ...], tuple[str, ...], bool]  # cost, faults, notes, 2nd-position fault
 
-    Depends on the tones only, so it is cached: real poems share whole tone shapes, and lines far more often.
-    """
+
+@lru_cache(maxsize=65536)
+def _line_options(tones: tuple[int, ...], index: int, ending: int, partner_third: int | None) -> tuple[_LineOption, _LineOption]:
+    """The line read with a 平 and with a 仄 2nd character: cost, faults and notes numbered for line index+1."""
+    out = []
+    for second in (PING, ZE):
+        cost, faults, notes = _line_faults(tones, second, ending, partner_third, index == 0)
+        specs = tuple((rule, index + 1, pos, message) for rule, pos, message in faults)
+        second_fault = bool(faults) and faults[0][1] == 2 and faults[0][0] == "二四六分明"
+        out.append((cost, specs, tuple(note.replace("{n}", str(index + 1)) for note in notes), second_fault))
+    return out[0], out[1]
+
+
+def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_Spec], list[str], int, int]:
+    """Faults (sorted by line and position), notes, the first line's 2nd-character tone and the first ending."""
     last_first = tones[0][-1]
     first_ending = last_first if last_first in (PING, ZE) else (PING if first_rhymes else ZE)
     count = len(tones)
@@ -257,51 +268,53 @@ def _tone_plan(tones: tuple[tuple[int, ...], ...], first_rhymes: bool) -> tuple[
     for i, line_tones in enumerate(tones):
         ending = first_ending if i == 0 else (PING if i % 2 else ZE)
         partner_third = tones[i + 1][len(line_tones) - 3] if i % 2 == 0 and i + 1 < count else None
-        options.append((_line_faults(line_tones, PING, ending, partner_third, i == 0), _line_faults(line_tones, ZE, ending, partner_third, i == 0)))
-    states = _best_states(tuple((ping[0], ze[0]) for ping, ze in options))
+        options.append(_line_options(line_tones, i, ending, partner_third))
+    states = _best_states(options)
     specs: list[_Spec] = []
     notes: list[str] = []
     for i, state in enumerate(states):
+        option = options[i][0 if state == PING else 1]
         if i > 0:
             wanted_same = i % 2 == 0
             if (state == states[i - 1]) != wanted_same:
                 rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
                 specs.append((rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2"))
-        _, faults, line_notes = options[i][0 if state == PING else 1]
-        specs.extend(_second_breaks_relation(i, tones[i][1], states, faults))
-        specs.extend((rule, i + 1, pos, message) for rule, pos, message in faults)
-        notes.extend(note.replace("{n}", str(i + 1)) for note in line_notes)
-    specs.sort(key=lambda spec: (spec[1], spec[2]))
-    return tuple(specs), tuple(notes), states[0], first_ending
+            second = tones[i][1]
+            if option[3] and second in (PING, ZE) and (second == states[i - 1]) != wanted_same:
+                # The 2nd character itself breaks 粘/对 as well as 二四六分明 (巨龙卧波: 龙 平 after a 仄 line).
+                rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
+                specs.append((rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2 (its own tone breaks the {rule[1]})"))
+        specs.extend(option[1])
+        notes.extend(option[2])
+    specs.sort(key=_spec_order)
+    return specs, notes, states[0], first_ending
 
 
-def _second_breaks_relation(i: int, second: int, states: tuple[int, ...], faults: tuple[_Found, ...]) -> list[_Spec]:
-    """失粘/失对 read from the 2nd character itself when it breaks 二四六分明 (巨龙卧波: 龙 平 after a 仄 line)."""
-    if i == 0 or second not in (PING, ZE) or not faults or faults[0][1] != 2 or faults[0][0] != "二四六分明":
-        return []  # a position-2 fault, if any, is the first: faults run in position order from 2
-    wanted_same = i % 2 == 0
-    if (second == states[i - 1]) == wanted_same:
-        return []
-    rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
-    return [(rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2 (its own tone breaks the {rule[1]})")]
+def _spec_order(spec: _Spec) -> tuple[int, int]:
+    """Sort key of a fault: line, then position."""
+    return spec[1], spec[2]
 
 
-@lru_cache(maxsize=4096)
-def _best_states(costs: tuple[tuple[float, float], ...]) -> tuple[int, ...]:
-    """Viterbi over lines ((cost as 平, cost as 仄) each): each line's 2nd-character tone; a broken 粘 or 对 costs 1."""
-    best = {PING: (costs[0][0], (PING,)), ZE: (costs[0][1], (ZE,))}
-    for i in range(1, len(costs)):
+def _best_states(options: list[tuple[_LineOption, _LineOption]]) -> list[int]:
+    """Viterbi over lines: each line's 2nd-character tone; a broken 粘 or 对 costs 1 (ties keep 平 and the same path)."""
+    cost_p, cost_z = options[0][0][0], options[0][1][0]
+    back: list[tuple[bool, bool]] = []  # per line after the first: did the 平 / 仄 state come from the same state?
+    for i in range(1, len(options)):
         wanted_same = i % 2 == 0
-        nxt = {}
-        for s, own in ((PING, costs[i][0]), (ZE, costs[i][1])):
-            same = best[s]
-            other = best[_opp(s)]
-            via_same = same[0] + (0 if wanted_same else 1)
-            via_other = other[0] + (1 if wanted_same else 0)
-            cost, path = (via_same, same[1]) if via_same <= via_other else (via_other, other[1])
-            nxt[s] = (cost + own, (*path, s))
-        best = nxt
-    return min(best.values(), key=lambda c: c[0])[1]
+        same_step, cross_step = (0, 1) if wanted_same else (1, 0)
+        p_same, p_cross = cost_p + same_step, cost_z + cross_step
+        z_same, z_cross = cost_z + same_step, cost_p + cross_step
+        back.append((p_same <= p_cross, z_same <= z_cross))
+        cost_p = (min(p_same, p_cross)) + options[i][0][0]
+        cost_z = (min(z_same, z_cross)) + options[i][1][0]
+    state = PING if cost_p <= cost_z else ZE
+    states = [state]
+    for from_same_p, from_same_z in reversed(back):
+        from_same = from_same_p if state == PING else from_same_z
+        state = state if from_same else _opp(state)
+        states.append(state)
+    states.reverse()
+    return states
 
 
 @lru_cache(maxsize=64)
