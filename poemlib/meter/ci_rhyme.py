@@ -11,7 +11,14 @@ from __future__ import annotations
 from functools import cache
 
 from poemlib.meter.cilin import CILIN_PARTS, RUSHENG_PARTS
-from poemlib.meter.readings import XINYUN_GROUPS, cilin_parts, group_short, modern_syllables, pingshui_groups, xinyun_group
+from poemlib.meter.readings import (
+    XINYUN_GROUPS,
+    cilin_parts,
+    group_short,
+    modern_syllables,
+    pingshui_groups,
+    xinyun_group,
+)
 
 RUSHENG_BU = RUSHENG_PARTS
 # Rhyme words of the 平水韵 groups 词林正韵 splits between two 部.
