@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from poemlib.commands.demo import voila_command
+from tests.demo.helpers import make_random_lora
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,21 +52,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def make_random_lora(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
-    """A small PEFT LoRA adapter with random (non-zero) weights on the tiny model, saved where the lora backend looks."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, init_lora_weights=False,
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    get_peft_model(model, config).save_pretrained(str(out_dir))
-    assert (out_dir / "adapter_config.json").is_file()
-    return out_dir
 
 
 @pytest.fixture(scope="module")

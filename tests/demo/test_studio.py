@@ -5,75 +5,17 @@ from __future__ import annotations
 import io
 import re
 import threading
-import time
 
 import pytest
 from PIL import Image
 
-from poemlib.backends import BackendStatus
 from poemlib.config import ConfigError
 from poemlib.demo import OFFLINE_BANNER, build_app, load_demo_config, running_in_voila
 from poemlib.meter import check, check_annotation
 from poemlib.render import result_card_html
 from poemlib.samples import sample_images
-from poemlib.schema import Annotation, GenerationResult, PoemRequest, TokenUsage
-
-LIBAI = "朝辞白帝彩云间，\n千里江陵一日还。\n两岸猿声啼不住，\n轻舟已过万重山。"
-JINGYESI = "床前明月光，\n疑是地上霜。\n举头望明月，\n低头思故乡。"
-
-
-def poem_result(backend: str = "gemini", content: str = LIBAI, poem_type: str = "七言绝句", title: str = "早发白帝城") -> GenerationResult:
-    annotation = Annotation(create_condition=True, poem_type=poem_type, poem_title=title, poem_content=content,
-                            poem_explanation="以轻快之笔写归舟之速。")
-    return GenerationResult(backend=backend, annotation=annotation, raw_text=annotation.target_text(), latency_s=1.25,
-                            usage=TokenUsage(prompt_tokens=321, output_tokens=54, total_tokens=375))
-
-
-class FakeBackend:
-    """A backend that answers after a delay (or on an event), or raises."""
-
-    def __init__(self, name, result=None, *, delay=0.0, gate=None, error=None, state="ready"):
-        self.name = name
-        self.label = f"Fake {name}"
-        self.result = result
-        self.delay = delay
-        self.gate = gate
-        self.error = error
-        self.state = state
-        self.calls: list[tuple[list, PoemRequest]] = []
-
-    def status(self):
-        return BackendStatus(name=self.name, state=self.state, detail="fake", ready=self.state in ("ready", "offline replay"))
-
-    def generate(self, images, request):
-        self.calls.append((list(images), request))
-        if self.gate is not None:
-            assert self.gate.wait(20), "test gate never opened"
-        time.sleep(self.delay)
-        if self.error is not None:
-            raise self.error
-        return [self.result.model_copy(update={"backend": self.name})]
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-@pytest.fixture()
-def no_model_loading(monkeypatch):
-    """Any attempt to load real backends fails the test."""
-    import poemlib.backends
-
-    def boom(*args, **kwargs):
-        raise AssertionError("the app loaded real backends")
-
-    monkeypatch.setattr(poemlib.backends, "load_backends", boom)
-
+from poemlib.schema import Annotation, GenerationResult, PoemRequest
+from tests.demo.helpers import JINGYESI, LIBAI, FakeBackend, poem_result, wait_for
 
 # ---------------------------------------------------------------------------
 # result_card_html (poemlib.render) on the demo's answers
