@@ -98,6 +98,8 @@ class Responder:
             return fault
 
         choice = self.replay.choose(who.identity, conversation)
+        revision = None if choice.revision is None else {**choice.revision, "fault": None if kind == "ok" else kind}
+        self.stats.answered(choice.answer, revision, choice.mismatch)
         text = _answer_text(choice.annotation, config)
         thoughts = _thinking_tokens(who.identity, budget)
         base = {"modelVersion": model, "responseId": self._response_id()}

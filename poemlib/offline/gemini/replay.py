@@ -1,9 +1,12 @@
 """Answers from the sample references: which photo a request shows, and which recorded annotation it gets.
 
 `Replay.choose` is the one place that decides what a model call answers, from the photo's identity and the whole
-conversation (earlier model turns and the user's text included): today the recorded reference annotation of a known
-photo, a polite unfit answer for any other. A policy that answers a first request differently from a follow-up
-(e.g. a draft first, the reference once a revision request names what is wrong) belongs there.
+conversation (earlier model turns and the user's text included). A known fit photo with a draft (data/sample/
+drafts.jsonl) gets the draft first (``first_answer="draft"``, the default) and, on a revision request
+(`revision`), the reference once the message names every violation of the draft, else the draft again; with
+``first_answer="reference"`` (or no draft) it gets the reference. Any other photo gets a polite unfit answer. When
+the request asks for a 体裁/词牌 (`forms`) the recorded poem is not, the answer says so: a fixed note
+(`poemlib.samples.replay_mismatch_note`) opens its poem_explanation.
 """
 
 from __future__ import annotations
@@ -16,10 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poemlib.meter import MeterReport
+from poemlib.offline.gemini.forms import fits, recorded_form, requested_form
 from poemlib.offline.gemini.matching import (
     DEFAULT_MATCH_THRESHOLD,
     ImageIndex,
     image_size,
+)
+from poemlib.offline.gemini.revision import (
+    RevisionVerdict,
+    draft_report,
+    first_user_text,
+    judge_revision,
+    revision_message,
 )
 from poemlib.offline.gemini.wire import (
     BAD_IMAGE_MESSAGE,
@@ -30,6 +42,8 @@ from poemlib.offline.gemini.wire import (
 from poemlib.schema import Annotation
 
 log = logging.getLogger(__name__)
+
+FIRST_ANSWERS = ("draft", "reference")
 
 UNKNOWN_IMAGE_ANNOTATION = Annotation(
     create_condition=False,
@@ -48,6 +62,17 @@ def default_references() -> dict[str, Annotation]:
         return dict(reference_annotations())
     except (OSError, ValueError) as exc:
         log.warning("gemini server: cannot load sample reference annotations (%s); replaying no references", exc)
+        return {}
+
+
+def default_drafts() -> dict[str, Annotation]:
+    """`poemlib.samples.draft_annotations()`, or {} (with a warning) while the sample drafts are unreadable."""
+    from poemlib.samples import draft_annotations
+
+    try:
+        return dict(draft_annotations())
+    except (OSError, ValueError) as exc:
+        log.warning("gemini server: cannot load sample drafts (%s); first answers are the references", exc)
         return {}
 
 
@@ -76,10 +101,30 @@ class Identity:
 
 @dataclass(frozen=True)
 class ReplayChoice:
-    """The annotation a model call answers with and the outcome counted for it ('ok' or 'unfit')."""
+    """The annotation a model call answers with, the outcome counted for it ('ok' or 'unfit'), which recording it is
+    ('draft', 'reference' or 'unknown'), the log entry of a revision request and the mismatch note, if any."""
 
     annotation: Annotation
     outcome: str
+    answer: str = "reference"
+    revision: dict[str, Any] | None = None
+    mismatch: str | None = None
+
+
+def _as_annotations(values: Mapping[str, Annotation | Mapping[str, Any]]) -> dict[str, Annotation]:
+    return {digest: v if isinstance(v, Annotation) else Annotation.model_validate(v) for digest, v in values.items()}
+
+
+def _with_mismatch_note(annotation: Annotation, conversation: Conversation) -> tuple[Annotation, str | None]:
+    """The annotation with the mismatch note opening its explanation when the request asked for another form."""
+    from poemlib.samples import replay_mismatch_note
+
+    recorded = recorded_form(annotation)
+    requested = requested_form(first_user_text(conversation)) if recorded else None
+    if recorded is None or requested is None or fits(requested, recorded):
+        return annotation, None
+    note = replay_mismatch_note(requested.label(), recorded.label())
+    return annotation.model_copy(update={"poem_explanation": note + annotation.poem_explanation}), note
 
 
 class Replay:
@@ -90,11 +135,19 @@ class Replay:
         references: Mapping[str, Annotation | Mapping[str, Any]] | None = None,
         reference_images: Iterable[str | os.PathLike[str] | bytes] | None = None,
         match_threshold: float = DEFAULT_MATCH_THRESHOLD,
+        *,
+        drafts: Mapping[str, Annotation | Mapping[str, Any]] | None = None,
+        first_answer: str = "draft",
     ) -> None:
-        refs = default_references() if references is None else references
-        self.references: dict[str, Annotation] = {
-            digest: value if isinstance(value, Annotation) else Annotation.model_validate(value) for digest, value in refs.items()
-        }
+        """drafts: image sha256 → flawed draft (default: the sample drafts when `references` is default too, else none)."""
+        if first_answer not in FIRST_ANSWERS:
+            raise ValueError(f"first_answer must be one of {', '.join(FIRST_ANSWERS)}, got {first_answer!r}")
+        self.references = _as_annotations(default_references() if references is None else references)
+        if drafts is None:
+            drafts = default_drafts() if references is None else {}
+        self.drafts = _as_annotations(drafts)
+        self.first_answer = first_answer
+        self._reports: dict[str, MeterReport] = {}
         images = default_reference_images() if reference_images is None else list(reference_images)
         self.images = ImageIndex(images, threshold=match_threshold)
 
@@ -112,9 +165,28 @@ class Replay:
             raise ApiError(bad_request(BAD_IMAGE_MESSAGE, "bad_image"))
         return Identity(matched or raw, raw, sizes)
 
+    def draft_report(self, identity: str) -> MeterReport:
+        """The meter report of the draft recorded for this identity (computed once)."""
+        report = self._reports.get(identity)
+        if report is None:
+            report = self._reports[identity] = draft_report(self.drafts[identity])
+        return report
+
     def choose(self, identity: str | None, conversation: Conversation) -> ReplayChoice:
-        """What this call answers: the photo's recorded annotation, else the unfit answer (conversation unused yet)."""
-        annotation = self.references.get(identity) if identity else None
-        if annotation is None:
-            return ReplayChoice(UNKNOWN_IMAGE_ANNOTATION, "unfit")
-        return ReplayChoice(annotation, "ok" if annotation.create_condition else "unfit")
+        """What this call answers: draft or reference of a known photo (see the module doc), else the unfit answer."""
+        reference = self.references.get(identity) if identity else None
+        if identity is None or reference is None:
+            return ReplayChoice(UNKNOWN_IMAGE_ANNOTATION, "unfit", "unknown")
+        if not reference.create_condition:
+            return ReplayChoice(reference, "unfit")
+        use_draft = self.first_answer == "draft" and identity in self.drafts
+        message = revision_message(conversation)
+        revision: dict[str, Any] | None = None
+        answer = "draft" if use_draft else "reference"
+        if message is not None:
+            verdict = judge_revision(message, self.draft_report(identity)) if use_draft else RevisionVerdict(message, (), ())
+            answer = "reference" if verdict.all_named else "draft"
+            revision = verdict.log_entry(identity, conversation.model_turns, answer)
+        chosen = self.drafts[identity] if answer == "draft" else reference
+        chosen, note = _with_mismatch_note(chosen, conversation)
+        return ReplayChoice(chosen, "ok", answer, revision, note)

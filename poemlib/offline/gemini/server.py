@@ -129,6 +129,8 @@ class GeminiServer:
         match_threshold: float = DEFAULT_MATCH_THRESHOLD,
         implicit_cache_min_tokens: int = 0,
         max_request_bytes: int = MAX_REQUEST_BYTES,
+        drafts: Mapping[str, Annotation | Mapping[str, Any]] | None = None,
+        first_answer: str = "draft",
     ) -> None:
         """
         references: image sha256 → recorded annotation (default: `poemlib.samples.reference_annotations()`).
@@ -142,6 +144,11 @@ class GeminiServer:
         retry_after_s: the 429 fault's Retry-After header (and RetryInfo.retryDelay in the error details).
         valid_keys: when set, any other API key gets Gemini's 400 INVALID_ARGUMENT "API key not valid" (no key: 403).
         batch_polls_until_done: GETs of a batch before it reports SUCCEEDED (the first GET shows RUNNING).
+        drafts: image sha256 → our flawed draft of its reference (default: `poemlib.samples.draft_annotations()` when
+            `references` is default too, else none).
+        first_answer: "draft" (default): a photo with a draft is answered the draft first, and the reference once a
+            revision request names every violation `poemlib.meter` finds in the draft (see `revision`); "reference":
+            always the reference (the behaviour before drafts).
         implicit_cache_min_tokens: system instructions shorter than this are never reported cached (Gemini: 1024 for
             Flash, 2048 for Pro; 0 here so short test prompts exercise the cache accounting).
         """
@@ -151,7 +158,7 @@ class GeminiServer:
         self.plan = FaultPlan(fault_rate=fault_rate, faults=faults, seed=seed, script=script, fault_by_digest=fault_by_digest)
         if mode == "faults" and not self.plan.active:
             raise ValueError("mode 'faults' needs fault_rate > 0, a script or fault_by_digest")
-        self.replay = Replay(references, reference_images, match_threshold)
+        self.replay = Replay(references, reference_images, match_threshold, drafts=drafts, first_answer=first_answer)
         self.latency_s = float(latency_s)
         self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
         self.max_request_bytes = int(max_request_bytes)

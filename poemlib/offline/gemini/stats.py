@@ -1,4 +1,5 @@
-"""What the server saw: request counts by image, outcome and endpoint, concurrency and arrival times."""
+"""What the server saw: request counts by image, outcome, endpoint and recording answered, concurrency, arrival
+times, and the log of revision requests."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
 class ServerStats:
-    """What the server saw. `requests` and `peak_concurrency` count model calls (generateContent and its stream)."""
+    """What the server saw. `requests` and `peak_concurrency` count model calls (generateContent and its stream).
+
+    `by_answer` counts the recordings answered ('draft', 'reference', 'unknown'); `revisions` logs every revision
+    request answered (identity, round, message, the draft's violations, those named and missing, answer, fault);
+    `mismatches` holds the note of every answer whose form differs from the one requested.
+    """
 
     requests: int = 0
     peak_concurrency: int = 0
@@ -20,6 +27,9 @@ class ServerStats:
     by_endpoint: Counter[str] = field(default_factory=Counter)
     batch_requests: int = 0
     request_times: list[float] = field(default_factory=list)
+    by_answer: Counter[str] = field(default_factory=Counter)
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
 
 
 class StatsBook:
@@ -67,3 +77,12 @@ class StatsBook:
         """Count a model call on the image known by this identity ('none' without an image)."""
         with self._lock:
             self.current.by_digest[identity or "none"] += 1
+
+    def answered(self, answer: str, revision: dict[str, Any] | None, mismatch: str | None) -> None:
+        """Record which recording a model call answered, its revision log entry and its mismatch note."""
+        with self._lock:
+            self.current.by_answer[answer] += 1
+            if revision is not None:
+                self.current.revisions.append(revision)
+            if mismatch is not None:
+                self.current.mismatches.append(mismatch)
