@@ -15,7 +15,7 @@ from poemlib.offline.gemini import (
     count_text_tokens,
 )
 from poemlib.offline.gemini.wire import ApiError, read_conversation
-from poemlib.samples import reference_annotations, sample_images
+from poemlib.samples import draft_annotations, reference_annotations, sample_images
 from poemlib.schema import Annotation, parse_annotation_text
 from tests.offline.gemini_server_support import (
     JSON_CONFIG,
@@ -97,14 +97,16 @@ def test_uploaded_file_reference_is_replayed(make_server):
 
 
 def test_default_references_replay_every_sample_photo(gemini_replay_server):
-    """Each sample photo, downscaled and re-encoded as a client sends it, gets its own recorded annotation."""
-    refs = reference_annotations()
+    """Each sample photo, downscaled and re-encoded as a client sends it, gets its own recording: its flawed draft
+    first when it has one (every fit photo), else its reference (the unfit ones)."""
+    refs, drafts = reference_annotations(), draft_annotations()
     client = client_for(gemini_replay_server)
     photos = [p for p in sample_images() if file_sha256(p) in refs]
-    assert len(photos) == len(refs)
+    assert len(photos) == len(refs) and set(drafts) == {sha for sha, ann in refs.items() if ann.create_condition}
     for photo in photos:
         sent = encode_jpeg(prepare_image(photo, 150_000), 80)
-        assert parse_annotation_text(ask(client, sent).text) == refs[file_sha256(photo)], photo.name
+        sha = file_sha256(photo)
+        assert parse_annotation_text(ask(client, sent).text) == drafts.get(sha, refs[sha]), photo.name
     assert gemini_replay_server.stats.by_digest == {file_sha256(p): 1 for p in photos}
 
 
