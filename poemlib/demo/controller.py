@@ -176,7 +176,7 @@ class StudioController:
         if self.loaded() and self.load_error() is None:
             backend = self.backends.get(name)
             if backend is not None:
-                return str(getattr(backend, "label", name))
+                return str(getattr(backend, "label", BACKEND_TITLES.get(name, name)))
         return BACKEND_TITLES.get(name, name)
 
     # -- messages, photo, request, selection ------------------------------------------------------------------------

@@ -43,7 +43,8 @@ class Customisation:
             temperature=float(self.temperature),
             max_new_tokens=int(self.max_new_tokens),
             seed=int(self.seed),
-            # Per-request switches (issue 13's 格律约束 `constrain` flag) go here, next to their field above.
+            # Per-request switches go here, each with a field above: issue 13's 格律约束 switch adds
+            # `constrain: bool = False` to the fields and `constrain=self.constrain` here (its widget in panels.py).
         )
 
 
