@@ -149,17 +149,27 @@ class ConstraintEngine:
         return found
 
     def _free_allowed(self, state: State, segment: FreeText, remaining: int) -> Allowed:
-        """Free string: text while budget and length allow (a visible one first), closing once it holds something."""
+        """Free string: text while budget and length allow; closing once it is non-empty with no whitespace at
+        either end (the schema strips it, and the answer must stay byte-identical to its json.dumps layout)."""
         table = self.table
-        may_write = state.chars < segment.max_chars and remaining - 1 >= state.program.worst[state.seg + 1]
-        if segment.kind == "title":
-            text = table.han_mask
-        else:
-            text = table.text_mask if state.filled else table.fill_mask
+        room = remaining - 1 - state.program.worst[state.seg + 1]  # spare steps if this token is text
+        grow = state.chars < segment.max_chars
+        text: torch.Tensor | None = None
+        if segment.kind == "title":  # 汉字 only: every token leaves the title closable
+            text = table.han_mask if (grow and room >= 0) or not state.filled else None
+        elif grow and room >= 1:
+            text = table.start_mask if state.chars == 0 else table.text_mask
+        elif room >= 0 and (grow or not state.filled):  # the last text token must leave the string closable
+            text = self._start_end_mask() if state.chars == 0 else table.end_mask
         if not state.filled:
-            return Allowed(dense=text)  # the budget check at build time guarantees room for one visible token
-        close = self._literal_ids(state.program, state.seg + 1, b"")
-        return Allowed(dense=text if may_write else None, ids=close)
+            return Allowed(dense=text)  # the budget check at build time leaves room for this one token
+        return Allowed(dense=text, ids=self._literal_ids(state.program, state.seg + 1, b""))
+
+    def _start_end_mask(self) -> torch.Tensor:
+        """Text tokens that can open and close a string alone."""
+        if not hasattr(self, "_start_end"):
+            self._start_end = self.table.start_mask & self.table.end_mask
+        return self._start_end
 
     def _fit_masks(self, reqs: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pure-汉字 tokens fitting the requirements from here: ending before the line end, and ending exactly at it."""
@@ -225,7 +235,7 @@ class ConstraintEngine:
             if raw.startswith(b'"'):
                 return self._advance_literal(self._next(state), state.program.segments[state.seg + 1], token_id)
             text = raw.decode("utf-8", errors="replace")
-            return replace(state, chars=state.chars + len(text), filled=state.filled or bool(text.strip()))
+            return replace(state, chars=state.chars + len(text), filled=bool(text) and not text[-1].isspace())
         return self._advance_line(state, segment, token_id)
 
     def _advance_literal(self, state: State, segment: Literal, token_id: int) -> State:

@@ -39,7 +39,8 @@ class TokenTable:
     last_char: list[str | None]  # simplified last character of pure-汉字 tokens (重韵 key)
     group_masks: dict[str, torch.Tensor]  # rhyme group → tokens whose last character belongs to it
     text_mask: torch.Tensor  # tokens that may appear inside a free JSON string
-    fill_mask: torch.Tensor  # text tokens carrying at least one visible character
+    start_mask: torch.Tensor  # text tokens that may open a string (no leading whitespace: the schema strips it)
+    end_mask: torch.Tensor  # text tokens that may end a string (no trailing whitespace)
     han_mask: torch.Tensor  # pure-汉字 tokens (titles)
     byte_index: dict[bytes, int]  # token bytes → id (first id when several tokens share bytes)
     last_groups: dict[int, frozenset[str]] = field(default_factory=dict)  # pure-汉字 token → rhyme groups of its last char
@@ -72,7 +73,7 @@ def _classify(vocab: Vocabulary, mode: str) -> dict:
     han_codes = np.full((vocab.logits_size, MAX_HAN), PAD_CODE, dtype=np.int8)
     last_char: list[str | None] = [None] * vocab.logits_size
     groups: dict[str, list[int]] = {}
-    text_ids, fill_ids, han_ids = [], [], []
+    text_ids, start_ids, end_ids, han_ids = [], [], [], []
     byte_index: dict[bytes, int] = {}
     last_groups: dict[int, frozenset[str]] = {}
     for token_id, raw in enumerate(vocab.token_bytes):
@@ -86,8 +87,10 @@ def _classify(vocab: Vocabulary, mode: str) -> dict:
             continue  # a fragment of a multi-byte character: only literals may use it (through byte_index)
         if text and _json_text_safe(text):
             text_ids.append(token_id)
-            if text.strip():
-                fill_ids.append(token_id)
+            if not text[0].isspace():
+                start_ids.append(token_id)
+            if not text[-1].isspace():
+                end_ids.append(token_id)
         if text and all(is_han(ch) for ch in text):
             han_ids.append(token_id)
             if len(text) <= MAX_HAN:
@@ -99,7 +102,7 @@ def _classify(vocab: Vocabulary, mode: str) -> dict:
                 for group in rows[-1].groups:
                     groups.setdefault(group, []).append(token_id)
     return {"n": n, "han_len": han_len, "han_codes": han_codes, "last_char": last_char, "groups": groups,
-            "text_ids": text_ids, "fill_ids": fill_ids, "han_ids": han_ids, "byte_index": byte_index, "last_groups": last_groups}
+            "text_ids": text_ids, "start_ids": start_ids, "end_ids": end_ids, "han_ids": han_ids, "byte_index": byte_index, "last_groups": last_groups}
 
 
 def _build_table(vocab: Vocabulary, mode: str) -> TokenTable:
@@ -122,7 +125,8 @@ def _build_table(vocab: Vocabulary, mode: str) -> TokenTable:
         last_char=last_char,
         group_masks={g: _dense(ids, size) for g, ids in parts["groups"].items()},
         text_mask=_dense(parts["text_ids"], size),
-        fill_mask=_dense(parts["fill_ids"], size),
+        start_mask=_dense(parts["start_ids"], size),
+        end_mask=_dense(parts["end_ids"], size),
         han_mask=_dense(parts["han_ids"], size),
         byte_index=parts["byte_index"],
         last_groups=parts["last_groups"],
