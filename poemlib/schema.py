@@ -106,6 +106,43 @@ class TokenUsage(BaseModel):
         """Sum two usages field by field."""
         return TokenUsage(**{k: getattr(self, k) + getattr(other, k) for k in TokenUsage.model_fields})
 
+    def __sub__(self, other: "TokenUsage") -> "TokenUsage":
+        """Difference field by field (never below 0)."""
+        return TokenUsage(**{k: max(0, getattr(self, k) - getattr(other, k)) for k in TokenUsage.model_fields})
+
+
+class MeterSummary(BaseModel):
+    """The 格律 verdicts of one answer, kept in the store: form / 平仄 / rhyme and the violations' short forms."""
+
+    form_ok: bool | None = None
+    tone_ok: bool | None = None
+    rhyme_ok: bool | None = None
+    violations: list[str] = Field(default_factory=list, description="Violation.short(), e.g. 'L3P2 失粘 君'")
+    error: str | None = Field(default=None, description="why the poem could not be checked")
+
+    @property
+    def passes(self) -> bool:
+        """合律: the poem was checked and no check failed (form, 平仄 and rhyme)."""
+        return self.error is None and self.form_ok is not False and self.tone_ok is not False and self.rhyme_ok is not False
+
+
+class Revision(BaseModel):
+    """One answer of an image's conversation: round 0 is the first answer, round k the k-th revision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    round: int = Field(ge=0)
+    status: Status
+    text: str | None = Field(default=None, description="the answer text, sent back as the model turn of later rounds")
+    annotation: Annotation | None = None
+    error_kind: ErrorKind | None = None
+    error_message: str | None = None
+    meter: MeterSummary | None = None
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    latency_s: float | None = None
+    attempts: int = 1
+    prompt_version: str | None = Field(default=None, description="the revision prompt's version (None for round 0)")
+
 
 class AnnotationRecord(BaseModel):
     """One final line of an annotation store: the answer plus where it came from."""
@@ -128,6 +165,18 @@ class AnnotationRecord(BaseModel):
     source: str | None = Field(default=None, description="store or legacy shard this record was read from")
     meter: dict[str, Any] | None = Field(default=None, description="格律 report attached by clean")
     flags: list[str] = Field(default_factory=list, description="policy flags attached by clean, e.g. tone_failed")
+    first_answer: Revision | None = Field(default=None, description="round 0 when the first answer failed 格律 and was revised")
+    revisions: list[Revision] = Field(default_factory=list, description="revision rounds 1..k; `annotation` is the best round, `usage` sums all")
+    revise_rounds: int = Field(default=0, ge=0, description="revision rounds allowed when this record was written")
+    revise_prompt_version: str | None = Field(default=None, description="version of the revision prompt that produced the revisions")
+
+    def store_dict(self) -> dict[str, Any]:
+        """The record as a store line; a record without revision leaves the revision fields out (the format before them)."""
+        data = self.model_dump(mode="json")
+        if self.first_answer is None and not self.revisions:
+            for name in REVISION_FIELDS:
+                data.pop(name, None)
+        return data
 
     @field_validator("image_sha256")
     @classmethod
@@ -164,6 +213,9 @@ class AnnotationRecord(BaseModel):
             if self.annotation is not None:
                 raise ValueError("status 'failed' must not carry an annotation")
         return self
+
+
+REVISION_FIELDS = ("first_answer", "revisions", "revise_rounds", "revise_prompt_version")
 
 
 class PoemRequest(BaseModel):

@@ -43,8 +43,10 @@ def annotate_folder(
     progress: bool = True,
     batch: bool = False,
     wait: bool = False,
+    revise: int | None = None,
 ) -> RunSummary:
-    """Sync entry point. Online by default; batch=True submits a Batch API job, or collects the pending one."""
+    """Sync entry point. Online by default; batch=True submits a Batch API job, or collects the pending one.
+    `revise` overrides the config's revise_rounds (0: no revision turns)."""
     if batch:
         common: dict[str, Any] = {"config": config, "base_url": base_url, "api_key": api_key, "progress": progress}
         if batch_state_path(store_path).exists():
@@ -55,6 +57,7 @@ def annotate_folder(
         return summary
     return run_sync(
         lambda: annotate_folder_async(
-            images_dir, store_path, config=config, concurrency=concurrency, rpm=rpm, base_url=base_url, api_key=api_key, limit=limit, progress=progress
+            images_dir, store_path, config=config, concurrency=concurrency, rpm=rpm, base_url=base_url, api_key=api_key, limit=limit, progress=progress,
+            revise=revise,
         )
     )

@@ -38,6 +38,8 @@ class PromptSettings(BaseModel):
     system: str = "system_v1.md"
     guide: str = "guide_v1.md"
     user_instruction: str = "请观看这张照片，依照系统说明与《诗词创作指南》判断是否适合创作；适合则创作一首原创古典诗词并写赏析，只输出 JSON 对象。"
+    revise: str = "revise_v1.md"  # the revision message template (string.Template fields, see annotate/revision.py)
+    revise_version: str = "v1"
 
 
 class BatchSettings(BaseModel):
@@ -80,6 +82,8 @@ class AnnotateConfig(BaseModel):
     backoff_max_s: float = 60.0
     jitter_s: float = 1.0
     abort_after_consecutive_api_errors: int = 20
+    revise_rounds: int = Field(default=2, ge=0)  # revision turns after a poem failing 格律; 0: off
+    recover_output_factor: float = Field(default=2.0, ge=1.0)  # a MAX_TOKENS answer is asked once more with this × max_output_tokens
     retry_on_rerun: list[str] = Field(default_factory=lambda: [*TRANSIENT_KINDS, "api_error"])
     prices: Prices = Field(default_factory=Prices)
     batch: BatchSettings = Field(default_factory=BatchSettings)

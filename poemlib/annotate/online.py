@@ -1,8 +1,8 @@
 """The online run: producers prepare photos, `concurrency` workers send them, one conversation per image.
 
-Each image is a small conversation with Gemini (`ImageConversation`): today one turn (the photo and the
-instruction); further turns (a revision from the meter's findings, a retry of an unreadable answer) append to the
-same contents and call `_Annotator.ask` again.
+Each image is a small conversation with Gemini: the photo and the instruction, then (when its poem fails 格律 and
+`revise_rounds` > 0) revision turns naming the meter's findings (`reviser.Reviser`). An answer that is not JSON or
+stops at MAX_TOKENS is asked once more (`ask_recovering`) before it counts as failed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from poemlib.annotate.errors import (
 )
 from poemlib.annotate.prepare import prepare_for_gemini
 from poemlib.annotate.prompt import generation_config, load_prompt
+from poemlib.annotate.reviser import Reviser
+from poemlib.annotate.revision import needs_revision
 from poemlib.annotate.session import Session, start_run
 from poemlib.annotate.store import ImageEntry, batch_state_path
 from poemlib.annotate.summary import RunSummary
@@ -36,6 +38,8 @@ from poemlib.schema import AnnotationRecord, Status
 
 log = logging.getLogger(__name__)
 
+RECOVERABLE_KINDS = ("invalid_json", "truncated")
+
 
 @dataclass
 class Turn:
@@ -44,20 +48,6 @@ class Turn:
     outcome: Outcome
     attempts: int
     latency_s: float
-
-
-@dataclass
-class ImageConversation:
-    """One image's exchange with Gemini: the contents sent so far and the turn each request produced."""
-
-    entry: ImageEntry
-    contents: list[Any]
-    turns: list[Turn] = field(default_factory=list)
-
-    @property
-    def final(self) -> Turn:
-        """The turn whose outcome becomes the image's record."""
-        return self.turns[-1]
 
 
 class _Annotator:
@@ -73,13 +63,18 @@ class _Annotator:
         self.prepare_gate = asyncio.Semaphore(self.cfg.prepare_workers)
         self.stats = gemini.CallStats()
         self.consecutive_api_errors = 0
+        bigger = int(self.cfg.max_output_tokens * self.cfg.recover_output_factor)
+        self.larger_config = generation_config(self.cfg.model_copy(update={"max_output_tokens": bigger}), session.prompt)
+        self.recovered_requests = 0
+        self.reviser = Reviser(self) if self.cfg.revise_rounds > 0 else None
 
-    async def ask(self, contents: list[Any]) -> Turn:
+    async def ask(self, contents: list[Any], gen_config: Any = None) -> Turn:
         """One generate_content with the retry policy, interpreted; a rejected key or model stops the run."""
         started = time.monotonic()
+        config = gen_config or self.gen_config
 
         def request() -> Any:
-            return self.client.aio.models.generate_content(model=self.cfg.model, contents=contents, config=self.gen_config)
+            return self.client.aio.models.generate_content(model=self.cfg.model, contents=contents, config=config)
 
         try:
             result = await gemini.call_with_retries(request, self.settings, limiter=self.limiter, what="annotate an image", stats=self.stats)
@@ -95,6 +90,18 @@ class _Annotator:
             return Turn(Outcome.failed(result.failure.kind, result.failure.message), result.attempts, latency)
         return Turn(gemini.interpret_response(result.value), result.attempts, latency)
 
+    async def ask_recovering(self, contents: list[Any]) -> Turn:
+        """`ask`, and once more for an answer that is not JSON or stops at MAX_TOKENS (that one with a larger budget)."""
+        turn = await self.ask(contents)
+        kind = turn.outcome.error_kind
+        if kind not in RECOVERABLE_KINDS:
+            return turn
+        self.recovered_requests += 1
+        again = await self.ask(contents, self.larger_config if kind == "truncated" else None)
+        usage = turn.outcome.usage + again.outcome.usage  # both answers are billed
+        again.outcome.usage = usage
+        return Turn(again.outcome, turn.attempts + again.attempts, turn.latency_s + again.latency_s)
+
     async def prepare(self, entry: ImageEntry) -> tuple[ImageEntry, bytes | None, str | None]:
         """(entry, JPEG to send, None) or (entry, None, why the image is unusable)."""
         async with self.prepare_gate:
@@ -105,19 +112,20 @@ class _Annotator:
             except FileNotFoundError as exc:
                 return entry, None, f"{entry.paths[0]}: file disappeared ({exc})"
 
-    async def converse(self, entry: ImageEntry, jpeg: bytes) -> ImageConversation:
-        """The image's conversation: the photo with the instruction (one turn)."""
-        conversation = ImageConversation(entry, gemini.user_contents(jpeg, self.s.prompt.user))
-        conversation.turns.append(await self.ask(conversation.contents))
-        return conversation
-
     async def annotate(self, entry: ImageEntry, jpeg: bytes | None, problem: str | None) -> AnnotationRecord:
-        """One prepared image: its conversation, as a record; never raises for per-image problems."""
+        """One prepared image: its conversation (first answer, then revision rounds), as a record; never raises for
+        per-image problems."""
         if jpeg is None:
             return self.s.record(entry, Outcome.failed("bad_image", problem or "unusable image"), attempts=0, latency_s=None)
-        final = (await self.converse(entry, jpeg)).final
-        record = self.s.record(entry, final.outcome, attempts=final.attempts, latency_s=final.latency_s)
+        first_contents = gemini.user_contents(jpeg, self.s.prompt.user)
+        pending = self.s.pending.get(entry.sha256)
+        if pending is not None and self.reviser is not None:
+            return await self.reviser.revise(pending, first_contents)  # resumed: the first answer is on record
+        first = await self.ask_recovering(first_contents)
+        record = self.s.record(entry, first.outcome, attempts=first.attempts, latency_s=first.latency_s)
         await self._stop_after_repeated_rejections(record)
+        if self.reviser is not None and needs_revision(record, self.cfg.revise_rounds):
+            return await self.reviser.revise(record, first_contents)
         return record
 
     async def _stop_after_repeated_rejections(self, record: AnnotationRecord) -> None:
@@ -192,6 +200,7 @@ async def _annotate_all(session: Session, annotator: _Annotator, todo: list[Imag
         if error is None:
             raise
     summary.requests, summary.retries = annotator.stats.requests, annotator.stats.retries
+    summary.recovered_requests = annotator.recovered_requests
     if error is None:
         return session.finish(started, len(todo))
     done = sum(session.counts.values())
@@ -214,16 +223,19 @@ async def annotate_folder_async(
     limit: int | None = None,
     progress: bool = True,
     client: Any = None,
+    revise: int | None = None,
 ) -> RunSummary:
-    """Annotate every image under images_dir that has no final record in store_path (see the package docstring)."""
+    """Annotate every image under images_dir that has no final record in store_path (see the package docstring);
+    `revise` overrides the config's revise_rounds."""
     started = time.monotonic()
-    cfg = load_annotate_config(config).with_overrides(concurrency=concurrency, rpm=rpm)
+    cfg = load_annotate_config(config).with_overrides(concurrency=concurrency, rpm=rpm, revise_rounds=revise)
     prompt = load_prompt(cfg)
     key = None if client is not None else run_key(api_key, base_url)
     store_path = Path(store_path)
     if batch_state_path(store_path).exists():
         raise AnnotateConfigError(f"{batch_state_path(store_path)} lists batch jobs for this store: collect them first (run again with --batch) or cancel them.")
     session, summary, todo = await start_run(images_dir, store_path, cfg, prompt, base_url, limit, "online")
+    summary.revise_rounds = cfg.revise_rounds
     owned = False
     try:
         if not todo:

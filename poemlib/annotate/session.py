@@ -8,11 +8,13 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from poemlib.annotate.config import AnnotateConfig
 from poemlib.annotate.cost import usage_cost
 from poemlib.annotate.prompt import Prompt
+from poemlib.annotate.revision import meter_summary
 from poemlib.annotate.store import ImageEntry, Scan, is_final, load_store, scan_images
 from poemlib.annotate.summary import RunSummary
 from poemlib.gemini import DEFAULT_ENDPOINT, Outcome, is_loopback
@@ -34,8 +36,15 @@ class Session:
         self.usage = TokenUsage()
         self.cost = 0.0
         self.appender: JSONLAppender | None = None
+        self.pending: dict[str, AnnotationRecord] = {}  # ok records with revision rounds still to do, by sha256
+        self._usage_on_disk: dict[str, TokenUsage] = {}  # what earlier lines of a revised image already counted
         self.bar: Any = None
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def seed_usage(self, records: Iterable[AnnotationRecord]) -> None:
+        """Remember the usage already on disk for images whose rounds resume (so it is not counted twice)."""
+        for record in records:
+            self._usage_on_disk[record.image_sha256] = record.usage
 
     def open(self) -> None:
         """Open the store for appending (a torn tail is repaired first)."""
@@ -64,27 +73,36 @@ class Session:
             self.bar.close()
             self.bar = None
 
-    def write(self, record: AnnotationRecord, *, batch: bool = False, count: bool = True) -> None:
-        """Append one record durably (flush + fsync) and count it."""
+    def write(self, record: AnnotationRecord, *, batch: bool = False, count: bool = True, final: bool = True) -> None:
+        """Append one record durably (flush + fsync) and count it (an intermediate round: its tokens only)."""
         assert self.appender is not None
-        self.appender.write(record.model_dump(mode="json"))
+        self.appender.write(record.store_dict())
         if count:
-            self._count(record, batch)
+            self._count(record, batch, final)
 
-    async def awrite(self, record: AnnotationRecord) -> None:
+    async def awrite(self, record: AnnotationRecord, *, final: bool = True) -> None:
         """`write` with the fsync on the writer thread (one thread: lines stay whole and in order) so the loop keeps going."""
         assert self.appender is not None
         if self._writer is None:
             self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="poemlib-store")
-        await asyncio.get_running_loop().run_in_executor(self._writer, self.appender.write, record.model_dump(mode="json"))
-        self._count(record, False)
+        await asyncio.get_running_loop().run_in_executor(self._writer, self.appender.write, record.store_dict())
+        self._count(record, False, final)
 
-    def _count(self, record: AnnotationRecord, batch: bool) -> None:
+    def _count(self, record: AnnotationRecord, batch: bool, final: bool = True) -> None:
+        # A revised image is written once per round with its usage summed so far: count only what is new.
+        new_usage = record.usage - self._usage_on_disk.get(record.image_sha256, TokenUsage())
+        if record.first_answer is not None or record.revisions:
+            self._usage_on_disk[record.image_sha256] = record.usage
+        self.usage = self.usage + new_usage
+        self.cost += usage_cost(new_usage, self.cfg.prices, batch=batch)
+        if not final:
+            return
         self.counts[record.status.value] += 1
         if record.status is Status.failed:
             self.by_kind[record.error_kind or "unknown"] += 1
-        self.usage = self.usage + record.usage
-        self.cost += usage_cost(record.usage, self.cfg.prices, batch=batch)
+        if record.revisions:
+            self.summary.revised += 1
+            self.summary.revised_passing += int(bool(record.annotation) and _passes(record))
         self.advance()
 
     def record(self, entry: ImageEntry, outcome: Outcome, *, attempts: int, latency_s: float | None, source: str | None = None) -> AnnotationRecord:
@@ -133,14 +151,18 @@ def _count_scan(scan: Scan, summary: RunSummary) -> None:
     summary.unreadable = scan.unreadable
 
 
-def plan(scan: Scan, store_path: Path, cfg: AnnotateConfig, summary: RunSummary, limit: int | None) -> tuple[list[ImageEntry], list[AnnotationRecord]]:
-    """Images to request now, and path-update records for done images that gained a new name."""
+def plan(
+    scan: Scan, store_path: Path, cfg: AnnotateConfig, summary: RunSummary, limit: int | None, pending: dict[str, AnnotationRecord] | None = None
+) -> tuple[list[ImageEntry], list[AnnotationRecord]]:
+    """Images to request now, and path-update records for done images that gained a new name; ok records with
+    revision rounds still to do go into `pending` (their first answer is not asked again)."""
+    pending = {} if pending is None else pending
     existing = load_store(store_path)
     todo: list[ImageEntry] = []
     updates: list[AnnotationRecord] = []
     for sha, entry in scan.entries.items():
         record = existing.get(sha)
-        if is_final(record, cfg.retry_on_rerun):
+        if is_final(record, cfg.retry_on_rerun, cfg.revise_rounds):
             assert record is not None
             summary.skipped_done += 1
             new_paths = [p for p in entry.paths if p not in record.image_paths]
@@ -148,7 +170,10 @@ def plan(scan: Scan, store_path: Path, cfg: AnnotateConfig, summary: RunSummary,
                 updates.append(record.model_copy(update={"image_paths": [*record.image_paths, *new_paths]}))
                 summary.paths_added += len(new_paths)
             continue
-        if record is not None:
+        if record is not None and record.status is Status.ok:
+            pending[sha] = record  # revision rounds still to do
+            summary.revisions_resumed += 1
+        elif record is not None:
             summary.retried_from_store += 1
         todo.append(entry)
     _count_scan(scan, summary)
@@ -167,10 +192,16 @@ async def start_run(
     session = Session(cfg, prompt, store_path, summary)
     session.open()  # repairs a torn tail first, so the plan below reads exactly what later appends build on
     try:
-        todo, updates = plan(scan, store_path, cfg, summary, limit)
+        todo, updates = plan(scan, store_path, cfg, summary, limit, session.pending)
+        session.seed_usage(session.pending.values())
         for record in updates:
             session.write(record, count=False)
     except BaseException:
         session.close()
         raise
     return session, summary, todo
+
+
+def _passes(record: AnnotationRecord) -> bool:
+    """The record's final poem is 合律."""
+    return meter_summary(record.annotation).passes

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from poemlib.annotate.errors import AnnotateConfigError
+from poemlib.annotate.revision import needs_revision
 from poemlib.config import describe_validation_error
 from poemlib.gemini import TRANSIENT_KINDS
 from poemlib.images import file_sha256, iter_image_files, relative_posix
@@ -37,11 +38,14 @@ def load_store(path: str | os.PathLike[str]) -> dict[str, AnnotationRecord]:
     return {record.image_sha256: record for record in iter_store(path)}
 
 
-def is_final(record: AnnotationRecord | None, retry_on_rerun: Iterable[str] = (*TRANSIENT_KINDS, "api_error")) -> bool:
-    """True when a re-run must not request this image again."""
+def is_final(record: AnnotationRecord | None, retry_on_rerun: Iterable[str] = (*TRANSIENT_KINDS, "api_error"), revise_rounds: int = 0) -> bool:
+    """True when a re-run must not request this image again: not a retryable failure, and (with `revise_rounds`) not
+    a poem failing 格律 with revision rounds still to do."""
     if record is None:
         return False
-    return not (record.status is Status.failed and record.error_kind in set(retry_on_rerun))
+    if record.status is Status.failed and record.error_kind in set(retry_on_rerun):
+        return False
+    return not needs_revision(record, revise_rounds)
 
 
 def batch_state_path(store_path: str | os.PathLike[str]) -> Path:

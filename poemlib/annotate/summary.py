@@ -44,6 +44,12 @@ class RunSummary(BaseModel):
     wall_s: float = 0.0
     images_per_min: float = 0.0
     aborted: str | None = None
+    revise_rounds: int = 0
+    revision_requests: int = 0
+    revised: int = 0
+    revised_passing: int = 0
+    revisions_resumed: int = 0
+    recovered_requests: int = 0
     batch_jobs: list[str] = Field(default_factory=list)
     batch_state: str | None = None
 
@@ -76,6 +82,16 @@ class RunSummary(BaseModel):
             ("wall time (s)", round(self.wall_s, 2)),
             ("images / min", round(self.images_per_min, 1)),
         ]
+        if self.revise_rounds:
+            rows += [
+                ("revise rounds (max)", self.revise_rounds),
+                ("images revised", self.revised),
+                ("revised now 合律", self.revised_passing),
+                ("revision requests", self.revision_requests),
+                ("revisions resumed from store", self.revisions_resumed),
+            ]
+        if self.recovered_requests:
+            rows.append(("asked again (not JSON / MAX_TOKENS)", self.recovered_requests))
         if self.unreadable:
             rows.append(("unreadable files", len(self.unreadable)))
         if self.batch_jobs:

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         cancel_batch: bool = typer.Option(False, "--cancel-batch", help="cancel the store's pending batch jobs"),
         offline: bool = typer.Option(False, "--offline", help="start a loopback replay server in-process (recorded answers, not Gemini)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+        revise: int = typer.Option(None, "--revise", min=0, help="revision rounds for a poem failing 格律 (default: config revise_rounds; 0: off)"),
     ) -> None:
         """Annotate every photo under IMAGES_DIR that has no final record in the store; re-runs resume.
 
@@ -57,7 +58,8 @@ def register(app: typer.Typer) -> None:
                 summary = ann.cancel_batch(out, config=config, base_url=base_url)
             else:
                 summary = ann.annotate_folder(
-                    images_dir, out, config=config, concurrency=concurrency, rpm=rpm, base_url=base_url, limit=limit, progress=progress, batch=batch, wait=wait
+                    images_dir, out, config=config, concurrency=concurrency, rpm=rpm, base_url=base_url, limit=limit, progress=progress, batch=batch, wait=wait,
+                    revise=revise,
                 )
         except ann.AnnotateAuthError as exc:
             _report_abort(exc)
