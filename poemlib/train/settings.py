@@ -22,7 +22,9 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             raise ValueError(f"override {item!r} is not key=value")
         key, value = item.split("=", 1)
         parsed = yaml.safe_load(value) if value.strip() else None
-        if isinstance(parsed, str) and _looks_like_float(parsed):
+        if isinstance(parsed, bool) and value.strip().lower() not in ("true", "false"):
+            parsed = value.strip()  # YAML 1.1 reads no/yes/on/off as booleans; eval_strategy=no means the string
+        elif isinstance(parsed, str) and _looks_like_float(parsed):
             parsed = float(parsed)
         out[key.strip()] = parsed
     return out

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from poemlib.config import load_config, resolve_path
+from poemlib.config import base_model_of, load_config, resolve_path
 from poemlib.instructions import IMAGE_PLACEHOLDER
 
 
@@ -82,7 +82,7 @@ def training_settings(train_config: str | os.PathLike[str] | dict[str, Any]) -> 
         "image_max_pixels": int(cfg["image_max_pixels"]),
         "image_min_pixels": int(cfg["image_min_pixels"]),
         "template": cfg.get("template", "qwen2_vl"),
-        "model_name_or_path": str(cfg["model_name_or_path"]),
+        "model_name_or_path": base_model_of(cfg),  # POEMLIB_BASE_MODEL swaps it here as in training
     }
 
 

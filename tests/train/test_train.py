@@ -126,6 +126,7 @@ def test_parse_overrides() -> None:
         "output_dir": "work/x",
         "lora_target": "all",
     }
+    assert parse_overrides(["eval_strategy=no", "save_strategy=no", "use_cpu=true"]) == {"eval_strategy": "no", "save_strategy": "no", "use_cpu": True}
     with pytest.raises(ValueError, match="'oops' is not key=value"):
         parse_overrides(["oops"])
 
