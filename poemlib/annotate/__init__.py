@@ -19,6 +19,13 @@ runs), remember them in ``STORE.jsonl.batch.json`` and collect their answers int
 A crash in the instant between a job's creation and the state file's update leaves that job orphaned: its images are
 submitted again (billed twice, stored once).
 
+Revision (`revise_rounds`, `--revise N`): an ok answer whose poem fails form, 平仄 or rhyme is answered, in the same
+conversation, with a message naming every violation (revision: the versioned revise prompt, the message, the best
+round; reviser: the online loop; rounds: rounds as records). Each finished round is appended as a record (the image
+is not final while rounds remain and its poem still fails), so a killed run resumes the remaining rounds; the final
+record's annotation is the best round, `first_answer` / `revisions` keep every round, `usage` sums them. Batch runs
+send the revisions of a collected job's failing poems as a follow-up job.
+
 Modules: config (AnnotateConfig), prompt, prepare (photos → JPEG), store, summary, session (run state and plan),
 online, batch_state / batch_submit / batch_collect, cost, tables, single (one image, for other stages), client (the
 run's key and client through `poemlib.gemini`), sync (running coroutines from Jupyter), api (sync entry points).
@@ -72,7 +79,16 @@ from poemlib.annotate.store import (
 )
 from poemlib.annotate.summary import RunSummary
 from poemlib.annotate.sync import run_sync
-from poemlib.annotate.tables import poems_html, store_frame
+from poemlib.annotate.reviser import Reviser
+from poemlib.annotate.revision import (
+    RevisePrompt,
+    best_round,
+    load_revise_prompt,
+    meter_summary,
+    needs_revision,
+    revision_message,
+)
+from poemlib.annotate.tables import poems_html, revision_frame, revision_summary, store_frame
 from poemlib.gemini import DEFAULT_ENDPOINT, OFFLINE_API_KEY, resolve_api_key
 
 __all__ = [
@@ -91,12 +107,15 @@ __all__ = [
     "Prices",
     "Prompt",
     "PromptSettings",
+    "RevisePrompt",
+    "Reviser",
     "RunSummary",
     "Scan",
     "annotate_folder",
     "annotate_folder_async",
     "annotate_image",
     "batch_state_path",
+    "best_round",
     "cancel_batch",
     "cancel_batch_async",
     "collect_batch",
@@ -108,13 +127,19 @@ __all__ = [
     "iter_store",
     "load_annotate_config",
     "load_prompt",
+    "load_revise_prompt",
     "load_store",
     "make_client",
+    "meter_summary",
+    "needs_revision",
     "poems_html",
     "prepare_for_gemini",
     "read_batch_state",
     "resolve_api_key",
     "rest_request",
+    "revision_frame",
+    "revision_message",
+    "revision_summary",
     "run_sync",
     "scan_images",
     "store_frame",

@@ -39,19 +39,39 @@ def _priced_items(usage: TokenUsage, prices: Prices) -> tuple[tuple[str, int, fl
     )
 
 
+def request_usages(record: AnnotationRecord) -> list[tuple[str, TokenUsage]]:
+    """(part, usage) per priced request group of a record: 'first' (the first answer, retries included) and one
+    'revision' per revision round."""
+    if record.first_answer is None and not record.revisions:
+        return [("first", record.usage)]
+    first = record.first_answer.usage if record.first_answer is not None else record.usage - sum((r.usage for r in record.revisions), TokenUsage())
+    return [("first", first), *(("revision", r.usage) for r in record.revisions)]
+
+
 def cost_frame(records: Iterable[AnnotationRecord], prices: Prices | None = None) -> pd.DataFrame:
-    """Tokens and USD by kind (uncached input, cached input, output, thinking), online and batch priced separately."""
+    """Tokens and USD by kind (uncached input, cached input, output, thinking), online and batch priced separately;
+    `tokens` / `usd` are split into first answers (`first_*`) and revision rounds (`revision_*`)."""
     import pandas as pd
 
     prices = prices or Prices()
+    parts = ("first", "revision")
     rows: dict[str, dict[str, float]] = {}
     for record in records:
         factor = prices.batch_discount if is_batch_record(record) else 1.0
-        for name, tokens, rate in _priced_items(record.usage, prices):
-            row = rows.setdefault(name, {"tokens": 0, "usd": 0.0})
-            row["tokens"] += tokens
-            row["usd"] += tokens * rate * factor / 1e6
-    frame = pd.DataFrame([{"item": k, "tokens": int(v["tokens"]), "usd": round(v["usd"], 6)} for k, v in rows.items()], columns=["item", "tokens", "usd"])
-    total_tokens = int(frame["tokens"].sum()) if len(frame) else 0
-    total_usd = round(float(frame["usd"].sum()) if len(frame) else 0.0, 6)
-    return pd.concat([frame, pd.DataFrame([{"item": "total", "tokens": total_tokens, "usd": total_usd}])], ignore_index=True)
+        for part, usage in request_usages(record):
+            for name, tokens, rate in _priced_items(usage, prices):
+                row = rows.setdefault(name, {f"{p}_{k}": 0 for p in parts for k in ("tokens", "usd")})
+                row[f"{part}_tokens"] += tokens
+                row[f"{part}_usd"] += tokens * rate * factor / 1e6
+    table = []
+    for name, row in rows.items():
+        out: dict[str, object] = {"item": name, "tokens": int(row["first_tokens"] + row["revision_tokens"]), "usd": round(row["first_usd"] + row["revision_usd"], 6)}
+        for part in parts:
+            out[f"{part}_tokens"], out[f"{part}_usd"] = int(row[f"{part}_tokens"]), round(row[f"{part}_usd"], 6)
+        table.append(out)
+    columns = ["item", "tokens", "usd", *(f"{p}_{k}" for p in parts for k in ("tokens", "usd"))]
+    frame = pd.DataFrame(table, columns=columns)
+    total: dict[str, object] = {"item": "total"}
+    for column in columns[1:]:
+        total[column] = (int(frame[column].sum()) if column.endswith("tokens") else round(float(frame[column].sum()), 6)) if len(frame) else 0
+    return pd.concat([frame, pd.DataFrame([total], columns=columns)], ignore_index=True)

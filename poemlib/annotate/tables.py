@@ -58,3 +58,58 @@ def poems_html(records: Iterable[AnnotationRecord], limit: int = 4) -> str:
         if len(cards) >= limit:
             break
     return render.styled('<div class="poem-cards">' + "".join(cards) + "</div>")
+
+
+def _poem_records(store: str | os.PathLike[str] | Mapping[str, AnnotationRecord] | Iterable[AnnotationRecord]) -> list[AnnotationRecord]:
+    return [r for r in _records(store) if r.status.value == "ok" and r.annotation is not None]
+
+
+def revision_frame(store: str | os.PathLike[str] | Mapping[str, AnnotationRecord] | Iterable[AnnotationRecord]) -> pd.DataFrame:
+    """One row per poem: 体裁, revision rounds used, whether the first answer and the final poem are 合律, and the
+    violations of each (the first answer's from round 0, else the record's own poem)."""
+    import pandas as pd
+
+    from poemlib.annotate.revision import meter_summary
+
+    rows = []
+    for r in _poem_records(store):
+        final = meter_summary(r.annotation)
+        first = r.first_answer.meter if r.first_answer is not None and r.first_answer.meter is not None else final
+        rows.append(
+            {
+                "image": r.image_paths[0],
+                "poem_type": r.annotation.poem_type if r.annotation else None,
+                "rounds": len(r.revisions),
+                "first_ok": first.passes,
+                "final_ok": final.passes,
+                "first_violations": ", ".join(first.violations),
+                "final_violations": ", ".join(final.violations),
+                "revision_tokens": sum(x.usage.total_tokens for x in r.revisions),
+            }
+        )
+    columns = ["image", "poem_type", "rounds", "first_ok", "final_ok", "first_violations", "final_violations", "revision_tokens"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def revision_summary(store: str | os.PathLike[str] | Mapping[str, AnnotationRecord] | Iterable[AnnotationRecord], prices: Any = None) -> pd.DataFrame:
+    """First-answer vs final 合律率, rounds used and what revision cost, as a (metric, value) table."""
+    import pandas as pd
+
+    from poemlib.annotate.cost import cost_frame
+
+    records = _records(store)
+    frame = revision_frame(records)
+    costs = cost_frame(records, prices).set_index("item").loc["total"]
+    n = len(frame)
+    rows = [
+        ("poems", n),
+        ("first-answer 合律率", round(float(frame["first_ok"].mean()), 4) if n else 0.0),
+        ("final 合律率", round(float(frame["final_ok"].mean()), 4) if n else 0.0),
+        ("poems revised", int((frame["rounds"] > 0).sum()) if n else 0),
+        ("max rounds used", int(frame["rounds"].max()) if n else 0),
+        *((f"poems with {k} round(s)", int(v)) for k, v in sorted(frame["rounds"].value_counts().items())),
+        ("revision tokens", int(costs["revision_tokens"])),
+        ("revision cost (USD)", float(costs["revision_usd"])),
+        ("first-answer cost (USD)", float(costs["first_usd"])),
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value"])
