@@ -22,7 +22,7 @@ def test_batch_inline_submit_poll_collect(tmp_path, few_photos) -> None:
     store = tmp_path / "store.jsonl"
     (few_photos / "broken.jpg").write_bytes(b"not a jpeg")
     sha_cat = file_sha256(few_photos / "cat_chelsea.jpg")
-    with GeminiServer(mode="replay", batch_polls_until_done=2, fault_by_digest={sha_cat: "safety"}) as server:
+    with GeminiServer(mode="replay", batch_polls_until_done=2, fault_by_digest={sha_cat: "safety"}, first_answer="reference") as server:
         submitted = run(few_photos, store, server, batch=True)
         assert submitted.mode == "batch-submit" and len(submitted.batch_jobs) == 1
         state = ann.read_batch_state(store)

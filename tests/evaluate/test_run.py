@@ -35,10 +35,12 @@ def test_evaluate_end_to_end_offline(tiny_qwen_dir, photo_folder, tmp_path) -> N
     summary = run.summary
     assert list(summary.index) == ["gemini", "base", "lora"]
     assert set(ev.RULE_METRICS) <= set(summary.columns)
-    # the replay server answers each known photo with its reference: perfect similarity, valid JSON
+    # the replay server answers each known photo's first request with our flawed draft of its reference (a character
+    # or two changed: close to the reference, not equal; the cat's 孤平 fails 平仄, the dahlia's 出韵 fails rhyme)
     gem = summary.loc["gemini"]
     assert gem["json_parse_rate"] == 1.0 and gem["schema_valid_rate"] == 1.0
-    assert gem["bleu4"] == pytest.approx(1.0) and gem["rouge_l"] == pytest.approx(1.0)
+    assert 0.8 < gem["bleu4"] < 1.0 and 0.9 < gem["rouge_l"] < 1.0
+    assert (gem["form_pass"], gem["tone_pass"], gem["rhyme_pass"]) == (1.0, 0.5, 0.5)
     assert gem["unfit_rate"] == pytest.approx(1 / 3)  # handwritten equations are unfit in the references
     # lora has no adapter: every answer is an error result, and the run still completes
     assert summary.loc["lora"]["schema_valid_rate"] == 0.0
