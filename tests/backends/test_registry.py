@@ -116,7 +116,7 @@ def test_adapter_from_notebook_04_loads_and_differs(tmp_path, backends_config) -
 
 
 def test_offline_gemini_from_load_backends(tmp_path, backends_config) -> None:
-    from poemlib.samples import reference_by_name
+    from poemlib.samples import draft_by_name
 
     config = backends_config(tmp_path, model_dir=None, adapter_dir=None)
     gem = bk.load_backends(["gemini"], config=config)["gemini"]
@@ -124,7 +124,7 @@ def test_offline_gemini_from_load_backends(tmp_path, backends_config) -> None:
     assert gem.label == "Gemini (replay)"
     assert bk.load_backends(["gemini"], config=config)["gemini"] is gem
     result = gem.generate([SAMPLE_DIR / "coffee_cup.jpg"], PoemRequest())[0]
-    assert result.ok and result.annotation == reference_by_name()["coffee_cup.jpg"]
+    assert result.ok and result.annotation == draft_by_name()["coffee_cup.jpg"]  # the replay's first answer: our draft
 
 
 def test_backends_that_cannot_load_return_error_results(tmp_path, backends_config) -> None:
