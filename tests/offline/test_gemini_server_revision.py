@@ -195,3 +195,32 @@ def test_request_for_another_cipai_of_a_ci_is_marked_but_the_same_form_is_not(se
         assert replay_mismatch(annotation) is None and annotation == DRAFTS[COFFEE]
     asked_qilv, _ = ask(server, first_request(COFFEE, render_instruction(PoemRequest(poem_type="七言律诗"), variant=2)))
     assert replay_mismatch(asked_qilv) == "【离线回放：所求体裁（七言律诗）无录制诗，以下为录制的词·浣溪沙】"
+
+
+def test_revisions_sent_as_a_follow_up_batch_job(server):
+    """Batch mode sends the failing answers' revisions as a batch of their own: same rules per request."""
+    answers = {name: ask(server, first_request(name)) for name in (COFFEE, ASTRONAUT)}
+
+    def follow_up(name: str, message: str) -> dict:
+        image = (SAMPLE_DIR / name).read_bytes()
+        return {
+            "contents": [
+                {"role": "user", "parts": [{"inline_data": {"mime_type": "image/jpeg", "data": image}}, {"text": "作诗"}]},
+                {"role": "model", "parts": [{"text": answers[name][1]}]},
+                {"role": "user", "parts": [{"text": message}]},
+            ],
+            "config": {"response_mime_type": "application/json"},
+            "metadata": {"key": name},
+        }
+
+    client = client_for(server)
+    src = [follow_up(COFFEE, naming(violations_of(answers[COFFEE][0]))), follow_up(ASTRONAUT, "请修改。")]
+    job = client.batches.create(model=MODEL, src=src)
+    for _ in range(5):
+        job = client.batches.get(name=job.name)
+        if job.state == types.JobState.JOB_STATE_SUCCEEDED:
+            break
+    coffee, astronaut = job.dest.inlined_responses
+    assert Annotation.model_validate_json(coffee.response.text) == REFERENCES[COFFEE]
+    assert Annotation.model_validate_json(astronaut.response.text) == DRAFTS[ASTRONAUT]
+    assert [e["answer"] for e in server.stats.revisions] == ["reference", "draft"] and server.stats.batch_requests == 2

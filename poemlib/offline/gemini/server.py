@@ -304,11 +304,14 @@ def serve_forever(
     faults: Sequence[str] = ALL_FAULTS,
     latency_s: float = 0.0,
     seed: int = 0,
+    first_answer: str = "draft",
 ) -> None:
     """Serve on 127.0.0.1:PORT until Ctrl-C (`poemlib offline serve-gemini`); prints the base URL first."""
-    server = GeminiServer(mode=mode, fault_rate=fault_rate, faults=[f for f in faults if f.strip()], latency_s=latency_s, seed=seed, port=port)
+    server = GeminiServer(
+        mode=mode, fault_rate=fault_rate, faults=[f for f in faults if f.strip()], latency_s=latency_s, seed=seed, port=port, first_answer=first_answer
+    )
     server.start()
-    print(f"Gemini loopback server ({mode}, {len(server.references)} reference annotations) at {server.base_url}", flush=True)
+    print(f"Gemini loopback server ({mode}, {len(server.references)} reference annotations, first answer: {first_answer}) at {server.base_url}", flush=True)
     print(f"  export GOOGLE_GEMINI_BASE_URL={server.base_url}   # or HttpOptions(base_url=...); Ctrl-C stops", flush=True)
     try:
         while server.running:
