@@ -28,6 +28,7 @@ def fast_config(**overrides) -> ann.AnnotateConfig:
             "timeout_s": 5.0,
             "rpm": None,
             "concurrency": 8,
+            "revise_rounds": 0,  # first answers only (the server's drafts); revision tests ask for rounds explicitly
         }
     )
     return base.model_copy(update=overrides)

@@ -53,7 +53,7 @@ def make_variants(folder: Path) -> list[Path]:
 def cli(folder: Path, store: Path, base_url: str) -> list[str]:
     return [
         sys.executable, "-m", "poemlib.cli", "annotate", str(folder), "--out", str(store),
-        "--base-url", base_url, "--concurrency", "16", "--rpm", "100000", "--no-progress",
+        "--base-url", base_url, "--concurrency", "16", "--rpm", "100000", "--no-progress", "--revise", "0",
     ]
 
 
@@ -104,7 +104,7 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(tmp_path) -> None:
         assert 0 < len(done_before) < len(identity), len(done_before)
 
         # 2. re-run to completion (in-process: same code path as the CLI's, minus a second interpreter start)
-        rerun = ann.annotate_folder(folder, store, base_url=server.base_url, concurrency=16, rpm=100000, progress=False)
+        rerun = ann.annotate_folder(folder, store, base_url=server.base_url, concurrency=16, rpm=100000, progress=False, revise=0)
         requests_after = Counter(server.stats.by_digest)
 
     records = list(ann.iter_store(store))  # the whole store parses

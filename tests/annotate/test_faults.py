@@ -22,6 +22,7 @@ from tests.annotate.helpers import (
 )
 
 # image → (fault rule, expected status or None for "the reference's", expected error kind, attempts)
+# (an answer that is not JSON or stops at MAX_TOKENS is asked once more before it counts as failed: 2 attempts)
 FAULT_PLAN = {
     "ancient_coins_pompeii.jpg": ("429*2", None, None, 3),
     "astronaut_eileen_collins.jpg": ("429", "failed", "rate_limited", 3),
@@ -29,10 +30,10 @@ FAULT_PLAN = {
     "cat_chelsea.jpg": ("500", "failed", "server_error", 3),
     "clock_motion_blur.jpg": ("503", "failed", "server_error", 3),
     "coffee_cup.jpg": ("504", "failed", "timeout", 3),
-    "dahlia_flower.jpg": ("non_json", "failed", "invalid_json", 1),
+    "dahlia_flower.jpg": ("non_json", "failed", "invalid_json", 2),
     "grace_hopper_portrait.jpg": ("safety", "failed", "safety", 1),
     "grass_closeup.jpg": ("blocked", "failed", "blocked", 1),
-    "handwritten_equations.jpg": ("max_tokens", "failed", "truncated", 1),
+    "handwritten_equations.jpg": ("max_tokens", "failed", "truncated", 2),
     "hubble_deep_field.jpg": ("empty", "failed", "empty", 1),
     "raccoon_face.jpg": ("recitation", "failed", "recitation", 1),
     "rocket_launch_dusk.jpg": ("bad_body*1", None, None, 2),
@@ -71,7 +72,8 @@ def test_every_fault_kind_ends_in_the_right_state(tmp_path) -> None:
         assert records["grace_hopper_portrait.jpg"].error_message.startswith("answer stopped by finishReason SAFETY")
         assert "HARM_CATEGORY" in records["grace_hopper_portrait.jpg"].error_message
         assert summary.failed_by_kind == {"api_error": 1, "blocked": 1, "empty": 1, "invalid_json": 1, "rate_limited": 1, "recitation": 1, "safety": 1, "server_error": 2, "timeout": 2, "truncated": 1}
-        assert summary.retries == sum(a - 1 for (_r, _s, k, a) in FAULT_PLAN.values() if k not in ("api_error",))
+        assert summary.retries == sum(a - 1 for (_r, _s, k, a) in FAULT_PLAN.values() if k not in ("api_error", "invalid_json", "truncated"))
+        assert summary.recovered_requests == 2  # the non-JSON and the truncated answer were asked once more
         assert elapsed < 15
         # 429s honoured Retry-After (0.2 s) rather than the 0.01 s backoff: two waits ≥ 0.2 s each
         assert records["ancient_coins_pompeii.jpg"].latency_s >= 0.4
