@@ -6,6 +6,8 @@ and its line as 第N句 (see `poemlib.offline.gemini.revision`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from google.genai import types
 
@@ -224,3 +226,26 @@ def test_revisions_sent_as_a_follow_up_batch_job(server):
     assert Annotation.model_validate_json(coffee.response.text) == REFERENCES[COFFEE]
     assert Annotation.model_validate_json(astronaut.response.text) == DRAFTS[ASTRONAUT]
     assert [e["answer"] for e in server.stats.revisions] == ["reference", "draft"] and server.stats.batch_requests == 2
+
+
+def test_a_draft_must_keep_its_references_form_and_title(tmp_path):
+    import json
+    import shutil
+
+    from poemlib.samples import ANNOTATIONS_FILE, SampleDataError
+
+    def sample_dir_with(case: str, line: dict) -> Path:
+        folder = tmp_path / case  # one folder per case: the loader caches by path and mtime
+        folder.mkdir()
+        shutil.copy(SAMPLE_DIR / ANNOTATIONS_FILE, folder / ANNOTATIONS_FILE)
+        (folder / DRAFTS_FILE).write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+        return folder
+
+    other_form = DRAFTS[COFFEE].model_copy(update={"poem_type": "七言绝句"}).model_dump(mode="json")
+    with pytest.raises(SampleDataError, match=r"drafts.jsonl: draft of 'coffee_cup.jpg' is a 七言绝句 .* its reference is a 词"):
+        draft_by_name(sample_dir_with("form", {"image": COFFEE, "flaws": [], "draft": other_form}))
+    unfit = {"image": "text_page_scan.jpg", "draft": DRAFTS[COFFEE].model_dump(mode="json")}
+    with pytest.raises(SampleDataError, match="draft of 'text_page_scan.jpg' has no fit reference poem"):
+        draft_by_name(sample_dir_with("unfit", unfit))
+    with pytest.raises(SampleDataError, match="each line needs 'image' and 'draft'"):
+        draft_by_name(sample_dir_with("keys", {"image": COFFEE}))
