@@ -61,6 +61,15 @@ def _type_in(text: str) -> str | None:
     return min(found)[1] if found else None
 
 
+def prepare(with_cipai: bool) -> None:
+    """Load the instruction pool (and the 词牌 table) now, so that no timed request pays for it."""
+    _type_leads()
+    if with_cipai:
+        from poemlib.meter import parse_cipai
+
+        parse_cipai("浣溪沙")
+
+
 def requested_form(text: str) -> RequestedForm | None:
     """The form the user text asks for, or None when it leaves the form to the model."""
     cipai = _cipai_in(text)

@@ -17,10 +17,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from poemlib.meter import MeterReport
-from poemlib.offline.gemini.forms import fits, recorded_form, requested_form
+from poemlib.offline.gemini.forms import fits, prepare, recorded_form, requested_form
 from poemlib.offline.gemini.matching import (
     DEFAULT_MATCH_THRESHOLD,
     ImageIndex,
@@ -40,6 +39,9 @@ from poemlib.offline.gemini.wire import (
     bad_request,
 )
 from poemlib.schema import Annotation
+
+if TYPE_CHECKING:
+    from poemlib.meter import MeterReport
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,9 @@ def _with_mismatch_note(annotation: Annotation, conversation: Conversation) -> t
     """The annotation with the mismatch note opening its explanation when the request asked for another form."""
     from poemlib.samples import replay_mismatch_note
 
-    recorded = recorded_form(annotation)
-    requested = requested_form(first_user_text(conversation)) if recorded else None
-    if recorded is None or requested is None or fits(requested, recorded):
+    requested = requested_form(first_user_text(conversation))
+    recorded = recorded_form(annotation) if requested else None
+    if requested is None or recorded is None or fits(requested, recorded):
         return annotation, None
     note = replay_mismatch_note(requested.label(), recorded.label())
     return annotation.model_copy(update={"poem_explanation": note + annotation.poem_explanation}), note
@@ -147,7 +149,9 @@ class Replay:
             drafts = default_drafts() if references is None else {}
         self.drafts = _as_annotations(drafts)
         self.first_answer = first_answer
-        self._reports: dict[str, MeterReport] = {}
+        # The 格律 engine and the 词牌 table load here, not inside a (possibly timed) first request.
+        self._reports: dict[str, MeterReport] = {digest: draft_report(draft) for digest, draft in self.drafts.items()}
+        prepare(with_cipai=bool(self.drafts) or any(a.poem_type == "词" for a in self.references.values()))
         images = default_reference_images() if reference_images is None else list(reference_images)
         self.images = ImageIndex(images, threshold=match_threshold)
 
@@ -166,11 +170,8 @@ class Replay:
         return Identity(matched or raw, raw, sizes)
 
     def draft_report(self, identity: str) -> MeterReport:
-        """The meter report of the draft recorded for this identity (computed once)."""
-        report = self._reports.get(identity)
-        if report is None:
-            report = self._reports[identity] = draft_report(self.drafts[identity])
-        return report
+        """The meter report of the draft recorded for this identity."""
+        return self._reports[identity]
 
     def choose(self, identity: str | None, conversation: Conversation) -> ReplayChoice:
         """What this call answers: draft or reference of a known photo (see the module doc), else the unfit answer."""

@@ -9,11 +9,13 @@ has one). Every violation named → the reference poem; none or only some → th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from poemlib.meter import MeterReport, Violation, check_annotation
 from poemlib.offline.gemini.wire import Conversation
 from poemlib.schema import Annotation
+
+if TYPE_CHECKING:
+    from poemlib.meter import MeterReport, Violation
 
 
 def revision_message(conversation: Conversation) -> str | None:
@@ -46,6 +48,9 @@ def names(message: str, violation: Violation) -> bool:
 
 def draft_report(draft: Annotation) -> MeterReport:
     """The meter report of a draft (a draft always has a poem to check)."""
+    # The 格律 engine loads only for servers that replay drafts.
+    from poemlib.meter import check_annotation
+
     report = check_annotation(draft)
     if report is None:
         raise ValueError(f"draft {draft.poem_title!r} has no poem to check")
