@@ -50,10 +50,10 @@ def annotate_folder(
     if batch:
         common: dict[str, Any] = {"config": config, "base_url": base_url, "api_key": api_key, "progress": progress}
         if batch_state_path(store_path).exists():
-            return collect_batch(store_path, wait=wait, **common)
-        summary = submit_batch(images_dir, store_path, limit=limit, **common)
+            return collect_batch(store_path, wait=wait, revise=revise, **common)
+        summary = submit_batch(images_dir, store_path, limit=limit, revise=revise, **common)
         if wait and summary.batch_jobs:
-            return collect_batch(store_path, wait=True, **common)
+            return collect_batch(store_path, wait=True, revise=revise, **common)
         return summary
     return run_sync(
         lambda: annotate_folder_async(

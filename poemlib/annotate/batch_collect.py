@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from poemlib import gemini
+from poemlib.annotate.batch_revise import collect_revisions, submit_revisions
 from poemlib.annotate.batch_state import (
     BatchJobState,
     BatchState,
@@ -24,6 +25,7 @@ from poemlib.annotate.client import call_or_raise, open_client, run_key
 from poemlib.annotate.config import AnnotateConfig, load_annotate_config
 from poemlib.annotate.errors import AnnotateConfigError, AnnotateRunError
 from poemlib.annotate.prompt import Prompt, load_prompt
+from poemlib.annotate.revision import load_revise_prompt
 from poemlib.annotate.session import Session, new_summary
 from poemlib.annotate.store import ImageEntry, batch_state_path, is_final, load_store
 from poemlib.annotate.summary import RunSummary
@@ -94,6 +96,9 @@ async def _collect_job(session: Session, client: Any, limiter: gemini.RateLimite
     elif dest is not None and dest.file_name:
         data = await call_or_raise(cfg, limiter, lambda: client.aio.files.download(file=dest.file_name), f"download {dest.file_name}")
         by_sha = _file_answers(bytes(data))
+    if job_state.kind == "revision":
+        answers = {image["sha256"]: (_outcome(*by_sha.get(image["sha256"], (None, None))), job_state.name) for image in job_state.images}
+        return collect_revisions(session, job_state, answers, revise_version(session))
     existing = load_store(session.store_path)
     written = 0
     for image in job_state.images:
@@ -104,6 +109,11 @@ async def _collect_job(session: Session, client: Any, limiter: gemini.RateLimite
         session.write(session.record(ImageEntry(sha, list(image["paths"]), []), outcome, attempts=1, latency_s=None, source=f"batch:{job_state.name}"), batch=True)
         written += 1
     return written
+
+
+def revise_version(session: Session) -> str:
+    """The revision prompt version of this run's config (records of a revision job carry it)."""
+    return load_revise_prompt(session.cfg).version
 
 
 async def _poll_once(session: Session, client: Any, limiter: gemini.RateLimiter, state: BatchState, state_path: Path) -> tuple[int, int]:
@@ -159,10 +169,14 @@ async def collect_batch_async(
     poll_interval_s: float | None = None,
     progress: bool = True,
     client: Any = None,
+    revise: int | None = None,
 ) -> RunSummary:
-    """Poll the store's batch jobs; write the answers of finished ones into the store (idempotent, crash-safe)."""
+    """Poll the store's batch jobs; write the answers of finished ones into the store (idempotent, crash-safe).
+
+    With revise_rounds > 0 (`revise` overrides it), once no job is pending the poems failing 格律 go out as a
+    follow-up job, collected like the others (with `wait`, in this same call)."""
     started = time.monotonic()
-    cfg = load_annotate_config(config)
+    cfg = load_annotate_config(config).with_overrides(revise_rounds=revise)
     prompt = load_prompt(cfg)
     store_path = Path(store_path)
     state_path = batch_state_path(store_path)
@@ -170,6 +184,7 @@ async def collect_batch_async(
     key = None if client is not None else run_key(api_key, base_url)
     summary = new_summary("batch-collect", store_path, base_url, state.model, state.prompt_version, state.images_dir)
     summary.batch_jobs = [j.name for j in state.jobs]
+    summary.revise_rounds = cfg.revise_rounds
     if state.prompt_version != prompt.version:
         log.warning("batch was submitted with prompt %s; the current prompt is %s (records keep the submitted version)", state.prompt_version, prompt.version)
     session = Session(cfg.model_copy(update={"model": state.model}), Prompt(prompt.system, prompt.user, state.prompt_version), store_path, summary)
@@ -182,6 +197,10 @@ async def collect_batch_async(
         while True:
             new, pending = await _poll_once(session, client, limiter, state, state_path)
             written += new
+            if not pending and cfg.revise_rounds > 0:
+                follow_ups = await submit_revisions(session, client, limiter, state, state_path, load_revise_prompt(cfg))
+                summary.batch_jobs += follow_ups
+                pending = len(follow_ups)
             if not pending or not wait:
                 break
             await asyncio.sleep(min(interval, 0.5 * 2**polls))  # quick first polls, then every poll_interval_s

@@ -29,6 +29,7 @@ class BatchJobState(BaseModel):
     state: str = "JOB_STATE_PENDING"
     collected: bool = False
     error: str | None = None
+    kind: Literal["first", "revision"] = "first"  # revision: each image also names the round it asks for
 
 
 class BatchState(BaseModel):

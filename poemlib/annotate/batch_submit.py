@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from poemlib import gemini
+from poemlib.annotate.batch_revise import submit_revisions
 from poemlib.annotate.batch_state import (
     BatchBuilder,
     BatchJobState,
@@ -24,6 +25,7 @@ from poemlib.annotate.config import AnnotateConfig, load_annotate_config
 from poemlib.annotate.errors import AnnotateConfigError
 from poemlib.annotate.prepare import prepare_for_gemini
 from poemlib.annotate.prompt import Prompt, generation_config, load_prompt
+from poemlib.annotate.revision import load_revise_prompt
 from poemlib.annotate.session import Session, start_run
 from poemlib.annotate.store import ImageEntry, batch_state_path
 from poemlib.annotate.summary import RunSummary
@@ -133,10 +135,12 @@ async def submit_batch_async(
     limit: int | None = None,
     progress: bool = True,
     client: Any = None,
+    revise: int | None = None,
 ) -> RunSummary:
-    """Prepare every image without a final record and submit Batch API job(s); bad images are recorded at once."""
+    """Prepare every image without a final record and submit Batch API job(s); bad images are recorded at once.
+    Images whose revision rounds an earlier run left to do go into a revision job (`revise` overrides revise_rounds)."""
     started = time.monotonic()
-    cfg = load_annotate_config(config)
+    cfg = load_annotate_config(config).with_overrides(revise_rounds=revise)
     prompt = load_prompt(cfg)
     key = None if client is not None else run_key(api_key, base_url)
     store_path = Path(store_path)
@@ -152,7 +156,12 @@ async def submit_batch_async(
         client, owned = open_client(cfg, client, key, base_url)
         session.start_progress(len(todo), progress, "prepare batch")
         submitter = _Submitter(session, client, state, state_path)
-        await submitter.submit(todo)
+        # An image whose first answer is on record with revision rounds to do goes into a revision job instead.
+        await submitter.submit([e for e in todo if e.sha256 not in session.pending])
+        resumed = [({"sha256": e.sha256, "paths": e.paths}, session.pending[e.sha256]) for e in todo if e.sha256 in session.pending]
+        if resumed:
+            summary.batch_jobs += await submit_revisions(session, client, submitter.limiter, state, state_path, load_revise_prompt(cfg), extra=resumed)
+            submitter.requested += sum(len(j.images) for j in state.jobs if j.kind == "revision")
         summary.batch_state = f"submitted {len(state.jobs)} job(s) with {submitter.requested} request(s); run again with --batch to collect"
         summary.requests = len(state.jobs)
         return session.finish(started, submitter.requested + session.counts["failed"])

@@ -113,3 +113,35 @@ def test_best_round_prefers_passing_then_fewer_violations_then_later() -> None:
     assert len(two.meter.violations) == 2 and fixed.meter.passes
     assert ann.best_round([two, fixed, failed]) is fixed and ann.best_round([fixed, again]) is fixed
     assert ann.best_round([two, again]) is again  # equal verdicts: the later round
+
+
+def test_batch_revisions_go_out_as_a_follow_up_job(tmp_path, few_photos) -> None:
+    store = tmp_path / "store.jsonl"
+    fit = [p.name for p in few_photos.iterdir() if REFS[p.name].create_condition]
+    with GeminiServer(mode="replay", batch_polls_until_done=1) as server:
+        summary = run(few_photos, store, server, batch=True, wait=True, revise=2)
+        assert server.stats.requests == 0 and server.stats.batch_requests == 4 + len(fit)  # the follow-up job: one round each
+        assert len(server.stats.revisions) == len(fit) and all(e["missing"] == [] for e in server.stats.revisions)
+        assert len(summary.batch_jobs) == 2 and summary.revision_requests == len(fit)
+        assert not ann.batch_state_path(store).exists()
+        again = run(few_photos, store, server, batch=True, wait=True, revise=2)  # nothing left to revise: nothing sent
+        assert again.attempted == 0 and server.stats.batch_requests == 4 + len(fit)
+    records = {r.image_paths[0]: r for r in ann.load_store(store).values()}
+    for name in fit:
+        record = records[name]
+        assert record.first_answer.annotation == DRAFTS[name] and record.annotation == REFS[name] and len(record.revisions) == 1
+        assert record.source.startswith("batch:") and record.revisions[0].usage.total_tokens > 0
+    costs = ann.cost_frame(records.values()).set_index("item")
+    assert costs.loc["total", "revision_usd"] == pytest.approx(sum(ann.usage_cost(r.revisions[0].usage, ann.Prices(), batch=True) for r in records.values() if r.revisions), abs=1e-6)
+
+
+def test_batch_submit_sends_left_over_rounds_as_a_revision_job_not_first_answers(tmp_path, few_photos) -> None:
+    store = tmp_path / "store.jsonl"
+    fit = [p.name for p in few_photos.iterdir() if REFS[p.name].create_condition]
+    with GeminiServer(mode="replay", batch_polls_until_done=1) as server:
+        run(few_photos, store, server, revise=0)  # the drafts, stored without revision
+        summary = run(few_photos, store, server, batch=True, wait=True, revise=1)
+        assert server.stats.requests == 4 and server.stats.batch_requests == len(fit)  # no first answer again
+        assert [e["round"] for e in server.stats.revisions] == [1] * len(fit) and summary.revision_requests == len(fit)
+    records = {r.image_paths[0]: r for r in ann.load_store(store).values()}
+    assert all(records[n].annotation == REFS[n] and len(records[n].revisions) == 1 for n in fit)
