@@ -56,3 +56,10 @@ def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> 
 def meter_batch(keys: list[Any], batch: list[Poem], mode: str) -> tuple[list[Any], list[MeterResult]]:
     """Worker-process entry: (keys, meter results) for a batch of (type, content, title)."""
     return keys, [meter_result(ptype, content, title, mode) for ptype, content, title in batch]
+
+
+def violation_rules(result: MeterResult) -> set[str]:
+    """The distinct rules (e.g. 失粘, 出韵) a poem's violations name, read from the kept report."""
+    if result.error:
+        return set()
+    return {v["rule"] for v in json.loads(result.json).get("violations", [])}

@@ -11,8 +11,8 @@ from typing import Any
 
 from poemlib.clean.dedupe import Chosen, decide_best
 from poemlib.clean.meter_pool import MeterQueue
-from poemlib.clean.meter_result import MeterResult
-from poemlib.clean.policy import CleanPolicy
+from poemlib.clean.meter_result import MeterResult, violation_rules
+from poemlib.clean.policy import METER_CHECKS, CleanPolicy
 from poemlib.clean.records import Item
 from poemlib.clean.report import DuplicateGroup, MissingImage, UnfitItem
 from poemlib.clean.traditional import has_traditional
@@ -63,6 +63,7 @@ class ChosenPass:
         self.types_eligible: Counter = Counter()
         self.flags: Counter = Counter()
         self.meter: dict[str, Counter] = defaultdict(Counter)
+        self.meter_dropped: dict[str, Counter] = defaultdict(Counter)  # per type: poems dropped by each check / violation rule
         self.tokens = array("q")
         self.chars: dict[str, Counter] = defaultdict(Counter)
         self.lines: dict[str, Counter] = defaultdict(Counter)
@@ -170,6 +171,9 @@ class ChosenPass:
                 flags.append(f"{check}_failed")
             if drop:
                 reasons.append(f"{check}_failed")
+                self.meter_dropped[ptype][f"{check}_failed"] += 1
+        if any(r.endswith("_failed") and r[: -len("_failed")] in METER_CHECKS for r in reasons):
+            self.meter_dropped[ptype].update(violation_rules(meter))
         if checked_any and not failed_any and not meter.error:
             tally["all_passed"] += 1
         self.lines[ptype][len(meter.line_lengths)] += 1

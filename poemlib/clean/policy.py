@@ -13,6 +13,8 @@ from poemlib.config import ConfigError, config_path, load_settings
 DedupePolicy = Literal["latest", "first", "best"]
 DEDUPE_POLICIES: tuple[str, ...] = ("latest", "first", "best")
 METER_CHECKS = ("form", "tone", "rhyme")
+# --meter: strict drops every poem failing form, 平仄 or rhyme; flag keeps 平仄 / rhyme failures and flags them.
+METER_PRESETS: tuple[str, ...] = ("strict", "flag")
 
 
 class MeterRule(NamedTuple):
@@ -48,6 +50,19 @@ class CleanPolicy(BaseModel):
         if value not in MODES:
             raise ValueError(f"unknown meter mode {value!r}; expected one of {', '.join(MODES)}")
         return value
+
+    def with_meter(self, preset: str | None) -> CleanPolicy:
+        """A copy with the meter preset applied (None: unchanged): 'strict' drops poems failing form, 平仄 or rhyme;
+        'flag' keeps 平仄 and rhyme failures (flagged), form failures as the policy says."""
+        if preset is None:
+            return self
+        if preset not in METER_PRESETS:
+            raise ValueError(f"meter must be one of {', '.join(METER_PRESETS)}, got {preset!r}")
+        strict = preset == "strict"
+        update = {"drop_tone_fail": strict, "drop_rhyme_fail": strict, "flag_form_fail": True, "flag_tone_fail": True, "flag_rhyme_fail": True}
+        if strict:
+            update["drop_form_fail"] = True
+        return self.model_copy(update=update)
 
     def meter_rules(self) -> tuple[MeterRule, ...]:
         """The flag/drop rule of each meter check, in METER_CHECKS order."""

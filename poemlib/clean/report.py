@@ -34,6 +34,7 @@ DEFINITIONS: dict[str, str] = {
     "types_*": "ok records per poem type: read (before dedupe), after_dedupe, eligible",
     "tokens_*": "usage.total_tokens over records with a positive count (read: all records read; after_dedupe: chosen records); zero or missing counts reported as missing_or_zero",
     "meter": "per type, over chosen ok records: checks passed / checks applicable (a check answering None is not applicable); all_passed = poems with at least one applicable check and none failed",
+    "meter_dropped": "per type: poems the policy dropped for a failed check (form_failed / tone_failed / rhyme_failed), and per 格律 rule (失粘, 出韵, …) how many dropped poems break it",
     "chars_per_line": "per type, over chosen ok records: characters per line (句) as the meter reads the poem (meter.lines: split at ，。！？；、 and newlines, punctuation removed) -> number of lines",
     "lines_per_poem": "per type, over chosen ok records: number of lines (句) as the meter reads the poem -> number of poems",
     "traditional": "chosen ok/unfit records whose text contains a character OpenCC maps only to a different simplified character",
@@ -205,6 +206,7 @@ class CleanReport(BaseModel):
     tokens_read: TokenStats = Field(default_factory=TokenStats)
     tokens_after_dedupe: TokenStats = Field(default_factory=TokenStats)
     meter: dict[str, MeterRates] = Field(default_factory=dict)
+    meter_dropped: dict[str, dict[str, int]] = Field(default_factory=dict)
     chars_per_line: dict[str, dict[str, int]] = Field(default_factory=dict)
     lines_per_poem: dict[str, dict[str, int]] = Field(default_factory=dict)
     rejected_reasons: dict[str, int] = Field(default_factory=dict)
@@ -356,9 +358,19 @@ def report_frames(report: CleanReport) -> dict[str, pd.DataFrame]:
         "missing_images": details["missing_images"],
         "tokens": tokens,
         "meter": _meter_table(report),
+        "meter_dropped": _meter_dropped_table(report),
         "chars_per_line": _histogram_table(report.chars_per_line),
         "lines_per_poem": _histogram_table(report.lines_per_poem),
         "rejected_reasons": _series_table(report.rejected_reasons),
         "flags": _series_table(report.flags),
         "repairs": _series_table(report.repairs),
     }
+
+
+def _meter_dropped_table(report: CleanReport) -> pd.DataFrame:
+    """Poems dropped by the meter policy: one row per type, a column per check / rule."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_dict(report.meter_dropped, orient="index").fillna(0).astype(int)
+    frame.index.name = "poem_type"
+    return frame

@@ -51,17 +51,18 @@ def clean(
     rejected: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: bool | None = None,
+    meter: str | None = None,
 ) -> CleanReport:
     """Read any mix of stores and legacy shards, dedupe, meter-check, write clean + rejected JSONL and the report.
 
     ``rejected`` defaults to ``rejected.jsonl`` beside ``out``. ``workers``: processes sharing the meter checks, this
     one included (1 = in-process only; default: the CPUs usable, or 1 for inputs under PARALLEL_MIN_BYTES).
-    ``progress``: show progress bars (None: unless POEMLIB_PROGRESS=0; see `poemlib.progress`). Inputs
+    ``meter``: 'strict' or 'flag' (`CleanPolicy.with_meter`) over the policy. ``progress``: show progress bars (None: unless POEMLIB_PROGRESS=0; see `poemlib.progress`). Inputs
     and the images root are found by `poemlib.config.resolve_path` (current directory first); outputs go where given.
     Returns the CleanReport (also saved to ``report``).
     """
     started = time.perf_counter()
-    plan = _plan(inputs, out, report, images_root, dedupe, policy, rejected, workers, progress)
+    plan = _plan(inputs, out, report, images_root, dedupe, load_policy(policy).with_meter(meter), rejected, workers, progress)
     # Many small long-lived objects, no reference cycles: the cyclic GC would only rescan them over and over.
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -184,6 +185,7 @@ def _fill_report(rep: CleanReport, plan: _Plan, reader: Reader, done: ChosenPass
     rep.unfit = done.unfit
     rep.duplicate_groups = done.duplicate_groups
     rep.meter = {t: MeterRates(**done.meter[t]) for t in POEM_TYPES if t in done.meter}
+    rep.meter_dropped = {t: dict(done.meter_dropped[t].most_common()) for t in POEM_TYPES if t in done.meter_dropped}
     rep.chars_per_line = {t: {str(k): v for k, v in sorted(done.chars[t].items())} for t in POEM_TYPES if t in done.chars}
     rep.lines_per_poem = {t: {str(k): v for k, v in sorted(done.lines[t].items())} for t in POEM_TYPES if t in done.lines}
     rep.tokens_read = token_stats(reader.tokens, reader.tokens_missing)

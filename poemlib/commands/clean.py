@@ -20,15 +20,19 @@ def register(app: typer.Typer) -> None:
         policy: Path = typer.Option(None, "--policy", help="eligibility policy YAML (default: configs/clean.yaml)"),
         rejected: Path = typer.Option(None, "--rejected", help="where the other records go, with reasons (default: rejected.jsonl beside --out)"),
         strict: bool = typer.Option(False, "--strict", help="exit 1 when a record is malformed, an input unreadable or an image missing"),
+        meter: str = typer.Option(None, "--meter", help="strict: drop poems failing form, 平仄 or rhyme; flag: keep 平仄/rhyme failures, flagged (default: the policy file)"),
         workers: int = typer.Option(None, "--workers", help="processes sharing the meter checks, this one included (default: the CPUs usable for inputs of 4 MB or more, else 1)"),
     ) -> None:
         """Merge any mix of annotation stores and legacy shards into clean JSONL plus a count report."""
         from poemlib.clean import DEDUPE_POLICIES, clean
+        from poemlib.clean.policy import METER_PRESETS
 
         if dedupe not in DEDUPE_POLICIES:
             raise typer.BadParameter(f"must be one of {', '.join(DEDUPE_POLICIES)}", param_hint="--dedupe")
+        if meter is not None and meter not in METER_PRESETS:
+            raise typer.BadParameter(f"must be one of {', '.join(METER_PRESETS)}", param_hint="--meter")
         try:
-            rep = clean(inputs, out, report, images_root=images_root, dedupe=dedupe, policy=policy, rejected=rejected, workers=workers)
+            rep = clean(inputs, out, report, images_root=images_root, dedupe=dedupe, policy=policy, rejected=rejected, workers=workers, meter=meter)
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
@@ -43,6 +47,9 @@ def register(app: typer.Typer) -> None:
             f"rejected          {c.written_rejected} -> {rep.outputs['rejected']}  ({', '.join(f'{k} {v}' for k, v in rep.rejected_reasons.items()) or 'none'})",
             f"report            {report}",
         ]
+        if rep.meter_dropped:
+            dropped = "; ".join(f"{t}: " + ", ".join(f"{k} {v}" for k, v in rules.items()) for t, rules in rep.meter_dropped.items())
+            lines.insert(-1, f"meter dropped     {dropped}")
         typer.echo("\n".join(lines))
         for summary in rep.inputs:
             if summary.error:
