@@ -28,6 +28,8 @@ class SplitStats(BaseModel):
     images: int = 0
     rows: int = 0
     by_type: dict[str, int] = Field(default_factory=dict, description="images per poem_type (unfit counted as 'unfit')")
+    poems: int = Field(0, description="images whose target is a poem (status ok)")
+    meter_ok: int = Field(0, description="of those, poems that are 合律: form, 平仄 and rhyme all pass (poemlib.meter)")
 
 
 class LengthStats(BaseModel):
@@ -64,16 +66,27 @@ class TransformReport(BaseModel):
     processor: str
     normalised_images: int = Field(0, description="images re-encoded as PNG (EXIF rotation / colour mode / format)")
 
+    @property
+    def meter_ok_share(self) -> float:
+        """The 合律 share of the poems written (all splits); 0 when there are none."""
+        poems = sum(s.poems for s in self.splits.values())
+        return sum(s.meter_ok for s in self.splits.values()) / poems if poems else 0.0
+
     def table(self) -> list[dict[str, Any]]:
         """Rows of a sizes table: one per split with images, rows and images per type."""
         types = sorted({t for s in self.splits.values() for t in s.by_type})
-        return [{"split": name, "images": s.images, "rows": s.rows, **{t: s.by_type.get(t, 0) for t in types}} for name, s in self.splits.items()]
+        return [
+            {"split": name, "images": s.images, "rows": s.rows, **{t: s.by_type.get(t, 0) for t in types}, "合律": s.meter_ok, "合律率": round(s.meter_ok / s.poems, 4) if s.poems else None}
+            for name, s in self.splits.items()
+        ]
 
     def summary(self) -> str:
         """A few lines for the terminal: sizes and the length distribution."""
         lines = [f"dataset → {self.out_dir}  ({self.n_images} images from {self.n_input_records} records; skipped {self.skipped or 'none'})"]
         for name, s in self.splits.items():
-            lines.append(f"  {name:5s}: {s.images:5d} images {s.rows:6d} rows  {dict(sorted(s.by_type.items()))}")
+            share = f"  合律 {s.meter_ok}/{s.poems}" if s.poems else ""
+            lines.append(f"  {name:5s}: {s.images:5d} images {s.rows:6d} rows  {dict(sorted(s.by_type.items()))}{share}")
+        lines.append(f"  合律率 of the poems written: {self.meter_ok_share:.1%} (form, 平仄 and rhyme all pass)")
         ls = self.lengths
         lines.append(
             f"  tokens/row: min {ls.min}  p50 {ls.p50:.0f}  p90 {ls.p90:.0f}  max {ls.max}  (visual {ls.visual_min}–{ls.visual_max}; cutoff_len {ls.cutoff_len})"
@@ -117,3 +130,28 @@ def plot_lengths(out_dir: str | os.PathLike[str], save: str | os.PathLike[str] |
     if save is not None:
         fig.savefig(save, dpi=110)
     return fig
+
+
+def record_meter_ok(record: Any) -> bool:
+    """合律: the record's poem passes form, 平仄 and rhyme (clean's stored report when present, else poemlib.meter)."""
+    from poemlib.meter import MeterCheckError, check_annotation
+
+    stored = record.meter
+    if isinstance(stored, dict) and "error" not in stored and "form_ok" in stored:
+        return all(stored.get(k) is not False for k in ("form_ok", "tone_ok", "rhyme_ok"))
+    try:
+        report = check_annotation(record.annotation)
+    except MeterCheckError:
+        return False
+    return report is not None and report.ok
+
+
+def count_meter_ok(splits: dict[str, SplitStats], images: dict[str, Any], assignment: dict[str, str]) -> None:
+    """Fill each split's poems / meter_ok from the records written into it."""
+    for sha, image in images.items():
+        record = image.record
+        if record.status.value != "ok" or record.annotation is None:
+            continue
+        stats = splits[assignment[sha]]
+        stats.poems += 1
+        stats.meter_ok += record_meter_ok(record)

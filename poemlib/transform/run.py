@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from poemlib.config import SAMPLE_DIR, load_settings
+from poemlib.config import SAMPLE_DIR, load_settings, resolve_path
 from poemlib.io import write_jsonl
 from poemlib.progress import track
 from poemlib.transform.records import SourceImage, add_rows, collect_images, load_records
-from poemlib.transform.report import TransformReport, TransformValidationError, length_stats
+from poemlib.transform.report import TransformReport, TransformValidationError, count_meter_ok, length_stats
 from poemlib.transform.split import split_images
 from poemlib.transform.tokens import _token_counter, default_processor_path, training_settings
 from poemlib.transform.write import test_references, write_images, write_lengths, write_split_report, write_splits
@@ -65,8 +64,9 @@ def transform(
     settings = training_settings(cfg.train_config)
     if cutoff_len is not None:
         settings["cutoff_len"] = int(cutoff_len)
-    clean_path, out_dir = Path(clean_path), Path(out_dir).resolve()
-    images_root = Path(images_root if images_root is not None else SAMPLE_DIR).resolve()
+    # `work/…` follows POEMLIB_WORK here as in every stage; other relative paths: the current directory first
+    clean_path, out_dir = resolve_path(clean_path, prefer_cwd=True), resolve_path(out_dir, prefer_cwd=True).resolve()
+    images_root = resolve_path(images_root, prefer_cwd=True).resolve() if images_root is not None else SAMPLE_DIR.resolve()
 
     issues: list[tuple[str, str]] = []
     records, skipped, n_input = load_records(clean_path, cfg.include_unfit, set(cfg.exclude_flags), issues)
@@ -86,6 +86,7 @@ def transform(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_images(out_dir, images, cfg.link)
     files, splits = write_splits(out_dir, images, assignment)
+    count_meter_ok(splits, images, assignment)
     files["test_refs"] = write_jsonl(out_dir / "test_refs.jsonl", test_references(images, assignment))
     files["lengths"] = write_lengths(out_dir / "lengths.csv", length_rows)
     report = TransformReport(
