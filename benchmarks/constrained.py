@@ -72,7 +72,11 @@ def mask_times(steps: int, batch: int, seed: int) -> dict:
 def throughput(batch: int, max_new_tokens: int, seed: int) -> dict:
     """Tokens/s of the tiny model with and without the constraint (sampling, text-only prompts, batch `batch`)."""
     import torch
-    from transformers import AutoProcessor, LogitsProcessorList, Qwen2_5_VLForConditionalGeneration
+    from transformers import (
+        AutoProcessor,
+        LogitsProcessorList,
+        Qwen2_5_VLForConditionalGeneration,
+    )
 
     from poemlib.constrain import build_logits_processor
     from poemlib.offline.tiny_qwen import ensure_tiny_qwen

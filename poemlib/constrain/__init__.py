@@ -14,11 +14,21 @@ from __future__ import annotations
 from typing import Any
 
 from poemlib.constrain.engine import Allowed, ConstraintEngine, State
-from poemlib.constrain.form import FormFamily, FormSpec, LineSpec, RhymeSet, regular_family
+from poemlib.constrain.form import (
+    FormFamily,
+    FormSpec,
+    LineSpec,
+    RhymeSet,
+    regular_family,
+)
 from poemlib.constrain.processor import PoemConstraintProcessor
 from poemlib.constrain.program import answer_program
 from poemlib.constrain.tables import TokenTable, token_table
-from poemlib.constrain.vocab import Vocabulary, vocabulary_from_tiktoken, vocabulary_from_tokenizer
+from poemlib.constrain.vocab import (
+    Vocabulary,
+    vocabulary_from_tiktoken,
+    vocabulary_from_tokenizer,
+)
 from poemlib.meter.regulated import FORMS
 from poemlib.schema import PoemRequest
 

@@ -18,7 +18,7 @@ TEXT_MAX_CHARS = 400
 class Literal:
     """Fixed text, or a choice between texts each followed by its own program (None: the next segment)."""
 
-    alternatives: tuple[tuple[bytes, "Program | None"], ...]
+    alternatives: tuple[tuple[bytes, Program | None], ...]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from poemlib.meter.readings import reading, to_simplified
 from poemlib.constrain.vocab import Vocabulary
+from poemlib.meter.readings import reading, to_simplified
 
 MAX_HAN = 8  # longest pure-汉字 token used inside a line (longer ones are never needed and rare)
 PAD_CODE = 4  # tone code of the padding past a token's last character; never allowed by a requirement

@@ -10,8 +10,13 @@ import torch
 from poemlib.constrain import Vocabulary, build_engine, build_logits_processor
 from poemlib.meter import check
 from poemlib.schema import PoemRequest, annotation_to_target
-
-from tests.constrain.helpers import allowed_mask, answer_text, assert_passes, drive, drive_from
+from tests.constrain.helpers import (
+    allowed_mask,
+    answer_text,
+    assert_passes,
+    drive,
+    drive_from,
+)
 
 FORMS = ("五言绝句", "七言绝句", "五言律诗", "七言律诗")
 

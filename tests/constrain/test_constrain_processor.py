@@ -9,7 +9,6 @@ import torch
 
 from poemlib.constrain import build_logits_processor
 from poemlib.schema import PoemRequest
-
 from tests.constrain.helpers import assert_passes
 
 transformers = pytest.importorskip("transformers")
