@@ -35,6 +35,7 @@ from poemlib.evaluate.plots import make_plots
 from poemlib.evaluate.report import write_report
 from poemlib.evaluate.run import DEFAULT_OUT, EvaluationRun, evaluate, run_backends
 from poemlib.evaluate.scoring import (
+    HELI_RATE,
     RULE_METRICS,
     meter_summary,
     score_result,
@@ -49,6 +50,7 @@ from poemlib.evaluate.settings import (
 __all__ = [
     "DEFAULT_OUT",
     "JUDGE_CRITERIA",
+    "HELI_RATE",
     "RULE_METRICS",
     "EvalItem",
     "EvaluateSettings",

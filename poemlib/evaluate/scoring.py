@@ -7,10 +7,12 @@ Per answer (one row per backend × photo × request):
   - type_ok        the poem's 体裁 is the requested one (only when a 体裁 was requested and a poem came back);
                    cipai_ok likewise for a requested 词牌 (the title starts with it)
   - form/tone/rhyme_ok, n_violations      poemlib.meter.check_annotation on the poem
+  - meter_ok       合律: form, 平仄 and rhyme all pass (None without a poem)
   - bleu4, rouge_l                        character level against the reference annotation's poem (a reference
                                           poem must exist; an answer without a poem scores 0)
   - rep2, repeated_lines, n_chars, n_lines   repetition and length of the poem
-Per backend (summary table): the rates and means of the above plus corpus-level distinct-1 / distinct-2.
+Per backend (summary table): 合律率 first (the headline: meter_ok over the answers with a poem), then the rates and
+means of the above plus corpus-level distinct-1 / distinct-2.
 Private keys (`_violations`, `_meter`, and the objects `_report`, `_result`) carry what the HTML report draws.
 """
 
@@ -41,8 +43,9 @@ from poemlib.schema import (
 
 log = logging.getLogger(__name__)
 
+HELI_RATE = "合律率"  # the headline: share of answers with a poem whose form, 平仄 and rhyme all pass
 RULE_METRICS = (
-    "json_parse_rate", "schema_valid_rate", "unfit_rate", "type_adherence", "form_pass", "tone_pass", "rhyme_pass",
+    HELI_RATE, "json_parse_rate", "schema_valid_rate", "unfit_rate", "type_adherence", "form_pass", "tone_pass", "rhyme_pass",
     "violations_mean", "bleu4", "rouge_l", "distinct_1", "distinct_2", "rep2", "repeated_lines", "chars_mean",
     "lines_mean", "latency_s", "output_tokens",
 )
@@ -70,6 +73,15 @@ def meter_summary(annotation: Annotation | None) -> dict[str, Any]:
         "lines": list(report.lines),
         "report": report,
     }
+
+
+def meter_ok(meter: Mapping[str, Any]) -> bool | None:
+    """合律: form, 平仄 and rhyme all pass (None for an answer without a poem; False when the poem cannot be checked)."""
+    if meter.get("meter_error"):
+        return False
+    if "form_ok" not in meter:
+        return None
+    return all(meter.get(k) is not False for k in ("form_ok", "tone_ok", "rhyme_ok"))
 
 
 def _json_ok(text: str) -> bool:
@@ -130,6 +142,7 @@ def score_result(item: EvalItem, result: GenerationResult) -> dict[str, Any]:
     row["_violations"] = meter.get("violations") or []
     row["_meter"] = {k: meter.get(k) for k in ("lines", "marks", "violations")}
     row["meter_error"] = meter.get("meter_error")
+    row["meter_ok"] = meter_ok(meter)
     row["_report"] = meter.get("report")
     row["_result"] = result
     return row
@@ -156,7 +169,9 @@ def _backend_summary(name: str, sub: Sequence[Mapping[str, Any]]) -> dict[str, A
     """One backend's line of the summary table."""
     poems = [r["poem_content"] for r in sub if r["schema_ok"] and not r["unfit"] and r["poem_content"]]
     return {
-        "backend": name, "n": len(sub), "n_poems": len(poems),
+        "backend": name,
+        HELI_RATE: _rate(r.get("meter_ok") for r in sub),
+        "n": len(sub), "n_poems": len(poems),
         "json_parse_rate": _rate(r["json_ok"] for r in sub),
         "schema_valid_rate": _rate(r["schema_ok"] for r in sub),
         "unfit_rate": _rate(r["unfit"] for r in sub),
