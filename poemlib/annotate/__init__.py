@@ -80,6 +80,7 @@ from poemlib.annotate.store import (
 from poemlib.annotate.summary import RunSummary
 from poemlib.annotate.sync import run_sync
 from poemlib.annotate.reviser import Reviser
+from poemlib.annotate.rounds import next_message
 from poemlib.annotate.revision import (
     RevisePrompt,
     best_round,
@@ -88,7 +89,14 @@ from poemlib.annotate.revision import (
     needs_revision,
     revision_message,
 )
-from poemlib.annotate.tables import poems_html, revision_frame, revision_summary, store_frame
+from poemlib.annotate.tables import (
+    poems_html,
+    revised_records,
+    revision_frame,
+    revision_html,
+    revision_summary,
+    store_frame,
+)
 from poemlib.gemini import DEFAULT_ENDPOINT, OFFLINE_API_KEY, resolve_api_key
 
 __all__ = [
@@ -132,12 +140,15 @@ __all__ = [
     "make_client",
     "meter_summary",
     "needs_revision",
+    "next_message",
     "poems_html",
     "prepare_for_gemini",
     "read_batch_state",
     "resolve_api_key",
     "rest_request",
+    "revised_records",
     "revision_frame",
+    "revision_html",
     "revision_message",
     "revision_summary",
     "run_sync",

@@ -112,4 +112,20 @@ def revision_summary(store: str | os.PathLike[str] | Mapping[str, AnnotationReco
         ("revision cost (USD)", float(costs["revision_usd"])),
         ("first-answer cost (USD)", float(costs["first_usd"])),
     ]
-    return pd.DataFrame(rows, columns=["metric", "value"])
+    return pd.DataFrame(rows, columns=["metric", "value"], dtype=object)
+
+
+def revised_records(store: str | os.PathLike[str] | Mapping[str, AnnotationRecord] | Iterable[AnnotationRecord]) -> list[AnnotationRecord]:
+    """The records whose poem went through at least one revision round."""
+    return [r for r in _records(store) if r.revisions]
+
+
+def revision_html(records: Iterable[AnnotationRecord], limit: int = 1) -> str:
+    """For the first `limit` revised records: the first answer's card beside the kept poem's card."""
+    cards = []
+    for record in [r for r in records if r.revisions and r.first_answer is not None and r.first_answer.annotation][:limit]:
+        first = record.first_answer.annotation  # type: ignore[union-attr]
+        cards.append(render.poem_card_html(first, meta=f"{record.image_paths[0]} · first answer", key="revision-first"))
+        if record.annotation is not None:
+            cards.append(render.poem_card_html(record.annotation, meta=f"{record.image_paths[0]} · kept after {len(record.revisions)} round(s)", key="revision-final"))
+    return render.styled('<div class="poem-cards">' + "".join(cards) + "</div>")
