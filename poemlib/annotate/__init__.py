@@ -67,6 +67,16 @@ from poemlib.annotate.prompt import (
     load_prompt,
     rest_request,
 )
+from poemlib.annotate.reviser import Reviser
+from poemlib.annotate.revision import (
+    RevisePrompt,
+    best_round,
+    load_revise_prompt,
+    meter_summary,
+    needs_revision,
+    revision_message,
+)
+from poemlib.annotate.rounds import next_message
 from poemlib.annotate.single import annotate_image
 from poemlib.annotate.store import (
     ImageEntry,
@@ -79,16 +89,6 @@ from poemlib.annotate.store import (
 )
 from poemlib.annotate.summary import RunSummary
 from poemlib.annotate.sync import run_sync
-from poemlib.annotate.reviser import Reviser
-from poemlib.annotate.rounds import next_message
-from poemlib.annotate.revision import (
-    RevisePrompt,
-    best_round,
-    load_revise_prompt,
-    meter_summary,
-    needs_revision,
-    revision_message,
-)
 from poemlib.annotate.tables import (
     poems_html,
     revised_records,

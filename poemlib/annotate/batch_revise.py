@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from poemlib import gemini
-from poemlib.annotate.batch_state import BatchJobState, BatchState, utc_stamp, write_state
+from poemlib.annotate.batch_state import (
+    BatchJobState,
+    BatchState,
+    utc_stamp,
+    write_state,
+)
 from poemlib.annotate.client import call_or_raise
 from poemlib.annotate.prepare import prepare_for_gemini
 from poemlib.annotate.prompt import generation_config
 from poemlib.annotate.revision import RevisePrompt, needs_revision
-from poemlib.annotate.rounds import continued_contents, first_round_of, make_round, with_rounds
+from poemlib.annotate.rounds import (
+    continued_contents,
+    first_round_of,
+    make_round,
+    with_rounds,
+)
 from poemlib.annotate.session import Session
 from poemlib.annotate.store import load_store
 from poemlib.gemini import Outcome

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from poemlib.annotate.revision import load_revise_prompt
-from poemlib.annotate.rounds import continued_contents, first_round_of, make_round, with_rounds
+from poemlib.annotate.rounds import (
+    continued_contents,
+    first_round_of,
+    make_round,
+    with_rounds,
+)
 from poemlib.schema import AnnotationRecord, Revision, Status
 
 

@@ -7,8 +7,8 @@ import concurrent.futures
 import os
 import time
 from collections import Counter
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from poemlib.annotate.config import AnnotateConfig

@@ -49,8 +49,8 @@ from poemlib.evaluate.settings import (
 
 __all__ = [
     "DEFAULT_OUT",
-    "JUDGE_CRITERIA",
     "HELI_RATE",
+    "JUDGE_CRITERIA",
     "RULE_METRICS",
     "EvalItem",
     "EvaluateSettings",

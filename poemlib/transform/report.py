@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from poemlib.transform.split import SPLITS
 
+
 class TransformValidationError(ValueError):
     """The data failed validation; `issues` lists (record label, problem) and nothing was written."""
 

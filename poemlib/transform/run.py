@@ -10,11 +10,31 @@ from pydantic import BaseModel, Field
 from poemlib.config import SAMPLE_DIR, load_settings, resolve_path
 from poemlib.io import write_jsonl
 from poemlib.progress import track
-from poemlib.transform.records import SourceImage, add_rows, collect_images, load_records
-from poemlib.transform.report import TransformReport, TransformValidationError, count_meter_ok, length_stats
+from poemlib.transform.records import (
+    SourceImage,
+    add_rows,
+    collect_images,
+    load_records,
+)
+from poemlib.transform.report import (
+    TransformReport,
+    TransformValidationError,
+    count_meter_ok,
+    length_stats,
+)
 from poemlib.transform.split import split_images
-from poemlib.transform.tokens import _token_counter, default_processor_path, training_settings
-from poemlib.transform.write import test_references, write_images, write_lengths, write_split_report, write_splits
+from poemlib.transform.tokens import (
+    _token_counter,
+    default_processor_path,
+    training_settings,
+)
+from poemlib.transform.write import (
+    test_references,
+    write_images,
+    write_lengths,
+    write_split_report,
+    write_splits,
+)
 
 
 class TransformSettings(BaseModel):
