@@ -115,24 +115,26 @@ def _pick_group(even: list[Reading], first: Reading) -> str | None:
     return max(counts, key=lambda g: (counts[g], g in first.groups, -order[g]))
 
 
-def _even_line_faults(lines: list[str], rows: list[list[Reading]], group: str | None) -> tuple[list[Violation], list[str]]:
+_RhymeFault = tuple[str, int, int, str, str]  # rule, 1-based line, position, character, message
+
+
+def _even_line_faults(lines: list[str], rows: list[list[Reading]], group: str | None) -> tuple[list[_RhymeFault], list[str]]:
     """Each even line must end in a 平 character of the poem's group."""
-    out: list[Violation] = []
+    out: list[_RhymeFault] = []
     notes: list[str] = []
     for i in range(1, len(lines), 2):
         ch, rd = lines[i][-1], rows[i][-1]
-        where = {"category": "rhyme", "line": i + 1, "position": len(lines[i]), "char": ch}
         if rd.tone == ZE:
-            out.append(Violation(rule="押仄声韵", message=f"rhyme position ends in 仄声 「{ch}」: 近体诗 rhymes in 平声", **where))
+            out.append(("押仄声韵", i + 1, len(lines[i]), ch, f"rhyme position ends in 仄声 「{ch}」: 近体诗 rhymes in 平声"))
         elif not rd.groups:
             notes.append(f"韵脚「{ch}」不在韵表中，未判断是否出韵")
         elif group not in rd.groups:
             have = "、".join(sorted(rd.groups))
-            out.append(Violation(rule="出韵", message=f"「{ch}」 is in {have}, not the poem's {group}", **where))
+            out.append(("出韵", i + 1, len(lines[i]), ch, f"「{ch}」 is in {have}, not the poem's {group}"))
     return out, notes
 
 
-def _first_line_rhyme(line: str, first: Reading, group: str | None, mode: str) -> tuple[bool, list[Violation], list[str]]:
+def _first_line_rhyme(line: str, first: Reading, group: str | None, mode: str) -> tuple[bool, list[_RhymeFault], list[str]]:
     """Whether the first line rhymes: in the group, or borrowing a neighbour (allowed, noted); 平 elsewhere is 出韵."""
     ch = line[-1]
     if first.tone == ZE or group is None:
@@ -148,18 +150,18 @@ def _first_line_rhyme(line: str, first: Reading, group: str | None, mode: str) -
     if not first.groups:
         return True, [], [f"首句韵脚「{ch}」不在韵表中，未判断是否出韵"]
     message = f"the first line ends in 平声 「{ch}」 ({'、'.join(sorted(first.groups))}), outside the poem's {group} and its neighbours"
-    return True, [Violation(category="rhyme", rule="出韵", line=1, position=len(line), char=ch, message=message)], []
+    return True, [("出韵", 1, len(line), ch, message)], []
 
 
-def _repeated_rhymes(lines: list[str], positions: list[int]) -> list[Violation]:
+def _repeated_rhymes(lines: list[str], positions: list[int]) -> list[_RhymeFault]:
     """重韵: the same rhyme character (simplified or traditional) used at two rhyme positions."""
-    out = []
+    out: list[_RhymeFault] = []
     seen: dict[str, int] = {}
     for idx in positions:
         ch = lines[idx][-1]
         key = to_simplified(ch)
         if key in seen:
-            out.append(Violation(category="rhyme", rule="重韵", line=idx + 1, position=len(lines[idx]), char=ch, message=f"「{ch}」 already rhymes line {seen[key]}"))
+            out.append(("重韵", idx + 1, len(lines[idx]), ch, f"「{ch}」 already rhymes line {seen[key]}"))
         else:
             seen[key] = idx + 1
     return out
@@ -167,14 +169,34 @@ def _repeated_rhymes(lines: list[str], positions: list[int]) -> list[Violation]:
 
 def _check_rhyme(lines: list[str], rows: list[list[Reading]], mode: str) -> _Rhyme:
     """Even lines (and a 平-ending first line) must rhyme in one 平声 group; the first line may borrow a neighbour."""
+    key = tuple((len(line), line[-1]) for line in lines)
+    cached = _RHYME_CACHE.get((key, mode))
+    if cached is None:
+        cached = _rhyme_plan(lines, rows, mode)
+        if len(_RHYME_CACHE) >= _RHYME_CACHE_SIZE:
+            _RHYME_CACHE.clear()
+        _RHYME_CACHE[(key, mode)] = cached
+    group, first_rhymes, chars, specs, notes = cached
+    faults = [Violation(category="rhyme", rule=rule, line=line, position=pos, char=ch, message=message) for rule, line, pos, ch, message in specs]
+    return _Rhyme(group, first_rhymes, list(chars), faults, list(notes))
+
+
+# The rhyme verdict depends only on each line's length and last character: poems share their rhyme words often.
+_RhymePlan = tuple[str | None, bool, tuple[str, ...], tuple[_RhymeFault, ...], tuple[str, ...]]
+_RHYME_CACHE: dict[tuple[tuple[tuple[int, str], ...], str], _RhymePlan] = {}
+_RHYME_CACHE_SIZE = 65536
+
+
+def _rhyme_plan(lines: list[str], rows: list[list[Reading]], mode: str) -> _RhymePlan:
+    """Group, whether the first line rhymes, rhyme characters, faults (as plain tuples) and notes."""
     even_pos = list(range(1, len(lines), 2))
     group = _pick_group([rows[i][-1] for i in even_pos], rows[0][-1])
     out, notes = _even_line_faults(lines, rows, group)
     first_rhymes, first_faults, first_notes = _first_line_rhyme(lines[0], rows[0][-1], group, mode)
     positions = ([0] if first_rhymes else []) + even_pos
     faults = first_faults + out + _repeated_rhymes(lines, positions)
-    faults.sort(key=lambda v: v.line or 0)
-    return _Rhyme(group, first_rhymes, [lines[i][-1] for i in positions], faults, first_notes + notes)
+    faults.sort(key=lambda fault: fault[1])
+    return group, first_rhymes, tuple(lines[i][-1] for i in positions), tuple(faults), tuple(first_notes + notes)
 
 
 # ---------------------------------------------------------------------------
