@@ -2,8 +2,7 @@
 
     base.py             Backend protocol, BackendStatus, result_from_text, UnavailableBackend
     gemini.py           GeminiBackend (annotation's request through poemlib.gemini), the offline replay server
-    qwen_prompt.py      the ONE qwen2_vl prompt rule (render_qwen_prompt, qwen_prompt_for)
-    qwen_preprocess.py  the ONE photo → training pixels rule (regularize_for_qwen, prepare_for_qwen)
+    (the ONE qwen2_vl prompt and resize rule lives in poemlib.qwen_vl, shared with training)
     qwen_engine.py      QwenEngine (one model, batched generate, LoRA on/off) and QwenBackend (base / lora)
     settings.py         configs/backends.yaml as validated settings; profile_config
     registry.py         load_backends (cached; base and lora share one engine), clear_backends
@@ -24,8 +23,8 @@ from poemlib.backends.base import (
 )
 from poemlib.backends.gemini import GeminiBackend, replay_server
 from poemlib.backends.qwen_engine import QwenBackend, QwenEngine, select_device_dtype
-from poemlib.backends.qwen_preprocess import prepare_for_qwen, regularize_for_qwen
-from poemlib.backends.qwen_prompt import qwen_prompt_for, render_qwen_prompt
+from poemlib.qwen_vl import prepare_for_qwen, regularize_for_qwen
+from poemlib.qwen_vl import qwen_prompt_for, render_qwen_prompt
 from poemlib.backends.registry import clear_backends, load_backends
 from poemlib.backends.settings import (
     BackendsSettings,

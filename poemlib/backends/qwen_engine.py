@@ -1,7 +1,7 @@
 """Qwen2.5-VL through transformers: one model + processor in memory, shared by the base and lora backends.
 
-The photo is prepared with the training pixel budget (qwen_preprocess), the prompt is the qwen2_vl template
-(qwen_prompt), generation is batched with left padding, greedy or seeded sampling. lora is the peft-wrapped model;
+The photo is prepared with the training pixel budget (poemlib.qwen_vl), the prompt is the qwen2_vl template
+(poemlib.qwen_vl), generation is batched with left padding, greedy or seeded sampling. lora is the peft-wrapped model;
 base answers inside `PeftModel.disable_adapter()`, so one copy of the weights serves both.
 """
 
@@ -25,8 +25,8 @@ from poemlib.backends.base import (
     image_label,
     result_from_text,
 )
-from poemlib.backends.qwen_preprocess import prepare_for_qwen
-from poemlib.backends.qwen_prompt import IM_END, qwen_prompt_for
+from poemlib.qwen_vl import prepare_for_qwen
+from poemlib.qwen_vl import IM_END, qwen_prompt_for
 from poemlib.config import vision_budget
 from poemlib.images import BadImageError
 from poemlib.schema import GenerationResult, PoemRequest, TokenUsage
@@ -131,7 +131,7 @@ class QwenEngine:
 
     # -- inputs ----------------------------------------------------------------------------------------------------
     def prepare(self, source: ImageInput, *, name: str | None = None) -> Image.Image:
-        """The photo as training saw it (poemlib.backends.qwen_preprocess under this engine's pixel budget)."""
+        """The photo as training saw it (poemlib.qwen_vl under this engine's pixel budget)."""
         return prepare_for_qwen(source, self.budget, name=name)
 
     def prompt(self, request: PoemRequest, n_image_tokens: int | None = None) -> str:

@@ -10,8 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from poemlib.backends.qwen_preprocess import prepare_for_qwen
-from poemlib.backends.qwen_prompt import render_qwen_prompt
+from poemlib.qwen_vl import prepare_for_qwen, render_qwen_prompt
 from poemlib.config import resolve_model_ref, resolve_path, vision_budget
 from poemlib.instructions import render_instruction
 from poemlib.schema import PoemRequest, parse_annotation_text

@@ -203,7 +203,7 @@ def test_real_lora_training_writes_an_adapter_that_changes_the_output(trained, t
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from poemlib.images import prepare_image
-    from poemlib.backends.qwen_prompt import render_qwen_prompt
+    from poemlib.qwen_vl import render_qwen_prompt
 
     out = trained.output_dir
     assert trained.adapter_dir == out
