@@ -228,6 +228,7 @@ class PoemRequest(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 means greedy decoding")
     max_new_tokens: int = Field(default=512, ge=1, le=8192)
     seed: int | None = None
+    constrain: bool = Field(default=False, description="格律-constrained decoding (Qwen backends; others ignore it)")
 
     @model_validator(mode="after")
     def _cipai_needs_ci(self) -> "PoemRequest":
@@ -247,6 +248,7 @@ class GenerationResult(BaseModel):
     raw_text: str = ""
     latency_s: float = 0.0
     usage: TokenUsage = Field(default_factory=TokenUsage)
+    constrained: bool = Field(default=False, description="generated under the 格律 constraint (poemlib.constrain)")
 
     @property
     def ok(self) -> bool:
