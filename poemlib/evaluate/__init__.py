@@ -10,7 +10,6 @@
     settings.py  configs/evaluate.yaml
 """
 
-from poemlib.config import resolve_path
 from poemlib.evaluate.items import EvalItem, load_items
 from poemlib.evaluate.judge import (
     JUDGE_CRITERIA,
@@ -73,7 +72,6 @@ __all__ = [
     "poem_lines",
     "repeated_line_rate",
     "repetition_rate",
-    "resolve_path",
     "rouge_l",
     "run_backends",
     "run_judge",
