@@ -1,4 +1,4 @@
-"""词林正韵 for the 词 checker: the 部 a rhyme character belongs to (from `poemlib.meter.readings.cilin_parts`);
+"""词林正韵 for the 词 checker: the 部 a rhyme character belongs to (from `poemlib.meter.cilin.cilin_parts`);
 in xinyun mode the 中华新韵 groups of its modern readings instead.
 
 词林正韵 splits ten 平水韵 groups between two 部 (灰贿队泰 3/5, 佳蟹卦 5/10, 元阮愿 6/7); Song poets often still
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from poemlib.meter.cilin import CILIN_PARTS, RUSHENG_PARTS
+from poemlib.meter.cilin import CILIN_PARTS, RUSHENG_PARTS, cilin_parts
 from poemlib.meter.readings import (
     XINYUN_GROUPS,
-    cilin_parts,
     group_short,
     modern_syllables,
     pingshui_groups,

@@ -276,10 +276,3 @@ def neighbours(group: str, mode: str = "pingshui") -> frozenset[str]:
     sets = _PINGSHUI_NEIGHBOURS if mode == "pingshui" else _XINYUN_NEIGHBOURS
     return frozenset(c for s in sets if short in s for c in s if c != short)
 
-
-def cilin_parts(ch: str) -> frozenset[tuple[int, int]]:
-    """词林正韵 (部 number 1-19, PING or ZE) pairs of a character; see poemlib.meter.cilin for the full API."""
-    # cilin builds on this module, so it is imported late.
-    from poemlib.meter.cilin import cilin_parts as parts
-
-    return parts(ch)
