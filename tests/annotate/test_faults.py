@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from PIL import Image
@@ -48,17 +47,16 @@ def test_every_fault_kind_ends_in_the_right_state(tmp_path) -> None:
     assert set(FAULT_PLAN) == names, "the plan covers every sample photo"
     by_digest = {file_sha256(SAMPLE_DIR / name): rule for name, (rule, *_rest) in FAULT_PLAN.items()}
     store = tmp_path / "store.jsonl"
-    config = fast_config(timeout_s=0.6, max_attempts=3, concurrency=16)
+    # The timeout is far below the slow fault and far above an ordinary answer, so a loaded machine changes no outcome.
+    config = fast_config(timeout_s=2.0, max_attempts=3, concurrency=16)
     warm = tmp_path / "warm"
     warm.mkdir()
     Image.new("RGB", (64, 48), (90, 120, 160)).save(warm / "sky.jpg")  # not a sample photo: no fault applies to it
-    with GeminiServer(mode="replay", fault_by_digest=by_digest, slow_s=2.0, retry_after_s=0.2) as server:
-        # Warm the SDK and the server's matcher up: the 0.6 s timeout is about the faults, not a cold first request.
+    with GeminiServer(mode="replay", fault_by_digest=by_digest, slow_s=8.0, retry_after_s=0.2) as server:
+        # Warm the SDK and the server's matcher up: the timeout is about the faults, not a cold first request.
         run(warm, tmp_path / "warm.jsonl", server, config=fast_config(timeout_s=30.0))
         server.reset_stats()
-        started = time.monotonic()
         summary = run(SAMPLE_DIR, store, server, config=config)
-        elapsed = time.monotonic() - started
         records = {r.image_paths[0]: r for r in ann.load_store(store).values()}
         for name, (rule, status, kind, attempts) in FAULT_PLAN.items():
             record = records[name]
@@ -74,7 +72,6 @@ def test_every_fault_kind_ends_in_the_right_state(tmp_path) -> None:
         assert summary.failed_by_kind == {"api_error": 1, "blocked": 1, "empty": 1, "invalid_json": 1, "rate_limited": 1, "recitation": 1, "safety": 1, "server_error": 2, "timeout": 2, "truncated": 1}
         assert summary.retries == sum(a - 1 for (_r, _s, k, a) in FAULT_PLAN.values() if k not in ("api_error", "invalid_json", "truncated"))
         assert summary.recovered_requests == 2  # the non-JSON and the truncated answer were asked once more
-        assert elapsed < 15
         # 429s honoured Retry-After (0.2 s) rather than the 0.01 s backoff: two waits ≥ 0.2 s each
         assert records["ancient_coins_pompeii.jpg"].latency_s >= 0.4
 

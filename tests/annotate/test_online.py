@@ -150,8 +150,6 @@ def test_concurrency_overlaps_requests(tmp_path, few_photos) -> None:
     with GeminiServer(mode="replay", latency_s=0.3) as server:
         run(few_photos, tmp_path / "warm.jsonl", server)  # warm the SDK up: cold-start delays are not what is tested
         server.reset_stats()
-        started = time.monotonic()
         run(SAMPLE_DIR, tmp_path / "store.jsonl", server, config=fast_config(concurrency=8))
-        elapsed = time.monotonic() - started
+        # eight requests in flight at once at the server (speed itself is measured in benchmarks/annotate_throughput.py)
         assert server.stats.peak_concurrency == 8
-        assert elapsed < len(sample_images()) * 0.3 / 2  # far below one-at-a-time
