@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from poemlib import backends as bk
+from tests.fixtures import MIXED_ASPECT_PHOTOS
 
-PHOTOS = ["cat_chelsea.jpg", "rocket_launch_dusk.jpg", "stairs_ascent.jpg"]
+PHOTOS = list(MIXED_ASPECT_PHOTOS)
 
 
 @pytest.fixture(scope="module", autouse=True)

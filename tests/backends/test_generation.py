@@ -9,8 +9,9 @@ from PIL import Image
 from poemlib import backends as bk
 from poemlib.config import SAMPLE_DIR
 from poemlib.schema import PoemRequest
+from tests.fixtures import MIXED_ASPECT_PHOTOS
 
-PHOTOS = ["cat_chelsea.jpg", "rocket_launch_dusk.jpg", "stairs_ascent.jpg"]
+PHOTOS = list(MIXED_ASPECT_PHOTOS)
 
 
 def test_batched_left_padded_generation_equals_one_at_a_time(tiny_qwen_dir) -> None:

@@ -12,6 +12,7 @@ from poemlib.config import SAMPLE_DIR
 from poemlib.images import MAX_SOURCE_PIXELS, prepare_image
 from poemlib.instructions import IMAGE_PLACEHOLDER, render_instruction
 from poemlib.schema import PoemRequest
+from tests.fixtures import MIXED_ASPECT_PHOTOS
 
 REQUESTS = [
     PoemRequest(),
@@ -19,7 +20,7 @@ REQUESTS = [
     PoemRequest(poem_type="词", cipai="浣溪沙", mood="思乡", extra_instruction="写出秋夜的凉意"),
     PoemRequest(mood="闲适"),
 ]
-PHOTOS = ["cat_chelsea.jpg", "rocket_launch_dusk.jpg", "stairs_ascent.jpg"]
+PHOTOS = list(MIXED_ASPECT_PHOTOS)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from poemlib import backends as bk
 from poemlib.backends import registry
 from poemlib.config import SAMPLE_DIR, ConfigError
 from poemlib.schema import PoemRequest
+from tests.fixtures import MIXED_ASPECT_PHOTOS
 
-PHOTOS = ["cat_chelsea.jpg", "rocket_launch_dusk.jpg"]
+PHOTOS = list(MIXED_ASPECT_PHOTOS[:2])
 
 
 def test_lora_and_base_share_one_model_and_differ(tiny_qwen_dir, random_adapter, tmp_path, backends_config) -> None:
