@@ -43,11 +43,6 @@ def instruction_pool(name: str = "instructions") -> dict[str, Any]:
     return copy.deepcopy(_pool(name))
 
 
-def n_variants(kind: str = "generic", name: str = "instructions") -> int:
-    """Number of templates of one kind (generic, poem_type, cipai, mood_only, mood_clause)."""
-    return len(_pool(name)[kind])
-
-
 def _pick(templates: list[str], variant: int | None, rng: random.Random | None) -> str:
     """Template `variant` (modulo the list), a random one when only rng is given, else the first."""
     if variant is not None:
@@ -55,11 +50,6 @@ def _pick(templates: list[str], variant: int | None, rng: random.Random | None) 
     if rng is not None:
         return rng.choice(templates)
     return templates[0]
-
-
-def has_constraints(request: PoemRequest) -> bool:
-    """True when the request names a 体裁, 词牌, mood or extra instruction."""
-    return bool(request.poem_type or request.cipai or request.mood or request.extra_instruction)
 
 
 def render_instruction(
