@@ -282,7 +282,7 @@ def test_ensure_builds_only_when_missing_or_stale(tiny_qwen_dir: Path, tmp_path:
 
 
 def test_lora_memorises_a_few_samples(tiny_qwen_dir: Path, processor) -> None:
-    """The output-gain fix: LoRA on the language model alone gets far below the unigram floor (~5)."""
+    """The output-gain fix: LoRA on the language model alone gets far below the unigram floor."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
@@ -305,7 +305,7 @@ def test_lora_memorises_a_few_samples(tiny_qwen_dir: Path, processor) -> None:
             optimizer.step()
             optimizer.zero_grad()
             losses.append(loss.item())
-            if losses[-1] < 0.2:
+            if losses[-1] < 0.3:  # near the floor of these rows (ambiguous first poem token); Adam at 5e-3 can spike later
                 break
     finally:
         torch.set_num_threads(threads)
