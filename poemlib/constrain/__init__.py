@@ -5,7 +5,7 @@ whose poem passes `poemlib.meter.check` for its form.
     processor = build_logits_processor(tokenizer, PoemRequest(poem_type="七言绝句"), max_new_tokens=256)
     model.generate(**inputs, max_new_tokens=256, logits_processor=LogitsProcessorList([processor]))
 
-Layering: sits above poemlib.meter (imports meter, schema, config only); stage modules (backends, evaluate, demo)
+Layering: sits above poemlib.meter (imports meter, schema, instructions, config only); stage modules (backends, evaluate, demo)
 import it, never the reverse.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from poemlib.constrain.ci import canonical_cipai, ci_family
 from poemlib.constrain.engine import Allowed, ConstraintEngine, State
 from poemlib.constrain.form import (
     FormFamily,
@@ -29,6 +30,7 @@ from poemlib.constrain.vocab import (
     vocabulary_from_tiktoken,
     vocabulary_from_tokenizer,
 )
+from poemlib.instructions import common_cipai
 from poemlib.meter.regulated import FORMS
 from poemlib.schema import PoemRequest
 
@@ -45,6 +47,8 @@ __all__ = [
     "Vocabulary",
     "build_engine",
     "build_logits_processor",
+    "canonical_cipai",
+    "ci_family",
     "constrained_forms",
     "form_families",
     "token_table",
@@ -54,20 +58,22 @@ __all__ = [
 
 
 def constrained_forms() -> tuple[str, ...]:
-    """poem_type values the engine can constrain today (词 waits for the 词谱 data in poemlib.meter)."""
-    return tuple(FORMS)
+    """poem_type values the engine can constrain (词 with a 词牌 from the 词谱)."""
+    return (*FORMS, "词")
 
 
 def form_families(table: TokenTable, poem_type: str | None = None, cipai: str | None = None) -> list[FormFamily]:
-    """The form families a request allows: its type, or every constrained type when none is requested."""
-    ping_groups = frozenset(table.group_masks)
+    """The form families a request allows: its type (词: its 词牌, or any common 词牌), or, when none is requested,
+    every 近体 form and a 词 of any common 词牌 (poemlib.instructions.common_cipai, to keep the head branch small)."""
     if poem_type is None:
-        return [regular_family(t, ping_groups) for t in FORMS]
+        return [regular_family(t, table.ping_groups) for t in FORMS] + [ci_family(name) for name in common_cipai()]
     if poem_type in FORMS:
-        return [regular_family(poem_type, ping_groups)]
+        return [regular_family(poem_type, table.ping_groups)]
     if poem_type == "词":
-        raise ValueError(f"词{f'（{cipai}）' if cipai else ''}: constrained 词 needs the 词谱 (per-position 平仄 and rhyme) that poemlib.meter does not provide yet")
-    raise ValueError(f"unknown poem_type {poem_type!r}; constrained forms are {', '.join(FORMS)}")
+        if table.mode != "pingshui":
+            raise ValueError(f"constrained 词 rhymes by 词林正韵 (mode 'pingshui'), not {table.mode!r}")
+        return [ci_family(cipai)] if cipai else [ci_family(name) for name in common_cipai()]
+    raise ValueError(f"unknown poem_type {poem_type!r}; constrained forms are {', '.join(constrained_forms())}")
 
 
 def _vocabulary(source: Any, logits_size: int | None) -> Vocabulary:
@@ -86,10 +92,19 @@ def build_engine(
     allow_unfit: bool = True,
     logits_size: int | None = None,
 ) -> ConstraintEngine:
-    """The constraint engine for a tokenizer (or Vocabulary) and a requested form (None: the model picks)."""
-    table = token_table(_vocabulary(tokenizer_or_vocab, logits_size), mode)
-    program = answer_program(form_families(table, poem_type, cipai), allow_unfit)
-    return ConstraintEngine(table, program)
+    """The constraint engine for a tokenizer (or Vocabulary) and a requested form (None: the model picks); engines
+    are kept per (vocabulary, form, mode), so their allowed-set caches serve every later request."""
+    vocab = _vocabulary(tokenizer_or_vocab, logits_size)
+    key = (vocab.digest, poem_type, canonical_cipai(cipai) if cipai else None, mode, allow_unfit)
+    engine = _ENGINES.get(key)
+    if engine is None:
+        table = token_table(vocab, mode)
+        program = answer_program(form_families(table, poem_type, cipai), allow_unfit)
+        engine = _ENGINES[key] = ConstraintEngine(table, program)
+    return engine
+
+
+_ENGINES: dict[tuple, ConstraintEngine] = {}
 
 
 def build_logits_processor(

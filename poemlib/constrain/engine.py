@@ -35,15 +35,16 @@ class State:
 
 @dataclass(frozen=True)
 class Allowed:
-    """Tokens a state allows: a dense mask, explicit ids, or both (union); None for both means no constraint."""
+    """Tokens a state allows: explicit ids (duplicates harmless), or every token but `banned`; neither means no
+    constraint. Small sets are scattered into a -inf row; large ones (free prose) mask their few banned ids."""
 
-    dense: torch.Tensor | None = None
     ids: torch.Tensor | None = None
+    banned: torch.Tensor | None = None
 
     @property
     def unconstrained(self) -> bool:
         """True when every token is allowed (after the answer ended)."""
-        return self.dense is None and self.ids is None
+        return self.ids is None and self.banned is None
 
 
 class ConstraintEngine:
@@ -59,8 +60,8 @@ class ConstraintEngine:
         self.program = program
         self.stop_ids = torch.as_tensor(list(table.vocab.stop_ids), dtype=torch.long)
         self._literal_cache: dict[tuple[int, int, bytes], torch.Tensor] = {}
-        self._fit_cache: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._group_cache: dict[frozenset[str], torch.Tensor] = {}
+        self._free_cache: dict[tuple, Allowed] = {}
+        self._line_cache: dict[tuple, Allowed] = {}
         self._eligible: dict[int, tuple[frozenset[str], ...]] = {}
         self._check_program(program, seen=set())
 
@@ -87,16 +88,23 @@ class ConstraintEngine:
                             raise ValueError(f"{template.name}: no one-character token fits line {number} position {pos}")
 
     def _eligible_groups(self, family: FormFamily) -> tuple[frozenset[str], ...]:
-        """Per rhyme set, the groups with enough distinct one-character tokens for every slot of the set."""
+        """Per rhyme set, the groups with enough distinct one-character tokens for every slot of the set, under each
+        rhyme key its slots use (so the last slot always has an unused rhyme character of the right tone)."""
         need: dict[int, int] = {}
+        suffixes: dict[int, set[str]] = {}
         for template in family.templates:
             for rset, count in template.rhyme_counts().items():
                 need[rset] = max(need.get(rset, 0), count)
+            for line in template.lines:
+                if line.rhyme is not None:
+                    suffixes.setdefault(line.rhyme, set()).add(line.rhyme_suffix)
+        singles = self.table.single_by_key
         out = []
         for rset, spec in enumerate(family.rhyme_sets):
-            ok = frozenset(g for g in spec.groups if len(self.table.single_by_group.get(g, ())) >= need.get(rset, 0))
+            count = need.get(rset, 0)
+            ok = frozenset(g for g in spec.groups if all(len(singles.get(g + sfx, ())) >= count for sfx in suffixes.get(rset, {""})))
             if not ok:
-                raise ValueError(f"{family.poem_type}{family.title_head}: no rhyme group has {need.get(rset, 0)} rhyme characters in this vocabulary")
+                raise ValueError(f"{family.poem_type}{family.title_head}: no rhyme group has {count} rhyme characters in this vocabulary")
             out.append(ok)
         return tuple(out)
 
@@ -127,7 +135,7 @@ class ConstraintEngine:
         if isinstance(segment, FreeText):
             return self._free_allowed(state, segment, remaining)
         if isinstance(segment, Line):
-            return Allowed(dense=self._line_mask(state, segment))
+            return self._line_allowed(state, segment)
         return Allowed(ids=self.stop_ids)
 
     def _literal_ids(self, program: Program, seg: int, written: bytes) -> torch.Tensor:
@@ -151,74 +159,69 @@ class ConstraintEngine:
     def _free_allowed(self, state: State, segment: FreeText, remaining: int) -> Allowed:
         """Free string: text while budget and length allow; closing once it is non-empty with no whitespace at
         either end (the schema strips it, and the answer must stay byte-identical to its json.dumps layout)."""
-        table = self.table
         room = remaining - 1 - state.program.worst[state.seg + 1]  # spare steps if this token is text
         grow = state.chars < segment.max_chars
-        text: torch.Tensor | None = None
+        text: str | None = None
         if segment.kind == "title":  # 汉字 only: every token leaves the title closable
-            text = table.han_mask if (grow and room >= 0) or not state.filled else None
+            text = "title" if (grow and room >= 0) or not state.filled else None
         elif grow and room >= 1:
-            text = table.start_mask if state.chars == 0 else table.text_mask
+            text = "start" if state.chars == 0 else "text"
         elif room >= 0 and (grow or not state.filled):  # the last text token must leave the string closable
-            text = self._start_end_mask() if state.chars == 0 else table.end_mask
-        if not state.filled:
-            return Allowed(dense=text)  # the budget check at build time leaves room for this one token
-        return Allowed(dense=text, ids=self._literal_ids(state.program, state.seg + 1, b""))
-
-    def _start_end_mask(self) -> torch.Tensor:
-        """Text tokens that can open and close a string alone."""
-        if not hasattr(self, "_start_end"):
-            self._start_end = self.table.start_mask & self.table.end_mask
-        return self._start_end
-
-    def _fit_masks(self, reqs: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pure-汉字 tokens fitting the requirements from here: ending before the line end, and ending exactly at it."""
-        found = self._fit_cache.get(reqs)
+            text = "alone" if state.chars == 0 else "end"
+        close = state.filled  # the budget check at build time leaves room for one text token before closing
+        key = (id(state.program), state.seg, text, close)
+        found = self._free_cache.get(key)
         if found is None:
-            lengths = self.table.han_len.astype(np.int64)
-            codes = self.table.han_codes.astype(np.int64)
-            fits = (lengths >= 1) & (lengths <= len(reqs))
-            for k, req in enumerate(reqs[: codes.shape[1]]):
-                fits &= ((req >> codes[:, k]) & 1).astype(bool) | (lengths <= k)
-            exact = torch.from_numpy(fits & (lengths == len(reqs)))
-            short = torch.from_numpy(fits & (lengths < len(reqs)))
-            found = self._fit_cache[reqs] = (short, exact)
+            found = self._free_cache[key] = self._free_set(text, self._literal_ids(state.program, state.seg + 1, b"") if close else None)
         return found
 
-    def _rhyme_mask(self, state: State, rset: int) -> torch.Tensor:
-        """Tokens whose last character rhymes in a still-open group of the set and was not used as a rhyme yet."""
-        groups = state.groups[rset]
-        mask = self._group_cache.get(groups)
-        if mask is None:
-            mask = torch.zeros(self.table.size, dtype=torch.bool)
-            for group in groups:
-                mask |= self.table.group_masks[group]
-            self._group_cache[groups] = mask
-        if state.used[rset]:
-            mask = mask.clone()
-            for ch in state.used[rset]:
-                mask[torch.from_numpy(self.table.ids_by_last[ch])] = False
-        return mask
+    def _free_set(self, text: str | None, closing: torch.Tensor | None) -> Allowed:
+        """Text tokens of one kind (title ids, or prose: all but a banned set) united with the closing literal's ids."""
+        table = self.table
+        if text is None:
+            assert closing is not None
+            return Allowed(ids=closing)
+        if text == "title":
+            return Allowed(ids=table.title_ids if closing is None else torch.cat([table.title_ids, closing]))
+        banned = {"start": table.start_banned, "text": table.text_banned, "alone": table.alone_banned, "end": table.end_banned}[text]
+        if closing is not None:
+            banned = banned[~torch.isin(banned, closing)]
+        return Allowed(banned=banned)
 
-    def _line_mask(self, state: State, segment: Line) -> torch.Tensor:
-        """Union over still-open templates of the tokens that fit the rest of this line."""
+    def _line_allowed(self, state: State, segment: Line) -> Allowed:
+        """Union over still-open templates of the tokens that fit the rest of this line (cached per state key)."""
+        key = (id(state.program), segment.index, state.chars, state.templates, state.groups, state.used)
+        found = self._line_cache.get(key)
+        if found is None:
+            if len(self._line_cache) > 20000:  # used-rhyme combinations are many under sampling: bound the memory
+                self._line_cache.clear()
+            found = self._line_cache[key] = Allowed(ids=torch.from_numpy(self._line_ids(state, segment)))
+        return found
+
+    def _line_ids(self, state: State, segment: Line) -> np.ndarray:
+        """Ids (possibly repeated) of pure-汉字 tokens fitting some open template's rest of the line."""
         family = state.program.family
         assert family is not None
-        seen: set[tuple[tuple[int, ...], int | None]] = set()
-        out: torch.Tensor | None = None
+        seen: set[tuple] = set()
+        parts: list[np.ndarray] = []
         for t_index, template in enumerate(family.templates):
             if not state.templates >> t_index & 1:
                 continue
             line = template.lines[segment.index]
-            key = (line.tones[state.chars:], line.rhyme)
-            if key in seen:
+            reqs = line.tones[state.chars:]
+            if (reqs, line.rhyme, line.rhyme_suffix) in seen:
                 continue
-            seen.add(key)
-            short, exact = self._fit_masks(key[0])
-            part = short | (exact if line.rhyme is None else exact & self._rhyme_mask(state, line.rhyme))
-            out = part if out is None else out | part
-        assert out is not None
-        return out
+            seen.add((reqs, line.rhyme, line.rhyme_suffix))
+            short, exact = self.table.fit(reqs)
+            parts.append(short)
+            if line.rhyme is None:
+                parts.append(exact)
+                continue
+            keys = frozenset(g + line.rhyme_suffix for g in state.groups[line.rhyme])
+            rhyming = self.table.rhyming(exact, reqs, keys)
+            used = state.used[line.rhyme]
+            parts.append(rhyming[~np.isin(rhyming, self.table.used_ids(used))] if used else rhyming)
+        return np.concatenate(parts)
 
     # -- transitions -----------------------------------------------------------------------------------------------
     def advance(self, state: State, token_id: int) -> State:
@@ -259,9 +262,9 @@ class ConstraintEngine:
         if not all((line.tones[pos + k] >> int(codes[k])) & 1 for k in range(length)):
             return False
         if pos + length == len(line.tones) and line.rhyme is not None:
-            ch = self.table.last_char[token_id]
-            groups = self.table.last_groups.get(token_id, frozenset())
-            return bool(groups & state.groups[line.rhyme]) and ch not in state.used[line.rhyme]
+            keys = self.table.rhyme_keys.get(token_id, frozenset())
+            fits = any(g + line.rhyme_suffix in keys for g in state.groups[line.rhyme])
+            return fits and self.table.last_char[token_id] not in state.used[line.rhyme]
         return True
 
     def _advance_line(self, state: State, segment: Line, token_id: int) -> State:
@@ -269,13 +272,13 @@ class ConstraintEngine:
         family = state.program.family
         assert family is not None
         alive = 0
-        rhyme_sets: set[int] = set()
+        rhyme_slots: set[tuple[int, str]] = set()
         for t_index, template in enumerate(family.templates):
             line = template.lines[segment.index]
             if state.templates >> t_index & 1 and self._token_fits(line, state.chars, token_id, state):
                 alive |= 1 << t_index
                 if line.rhyme is not None:
-                    rhyme_sets.add(line.rhyme)
+                    rhyme_slots.add((line.rhyme, line.rhyme_suffix))
         if not alive:
             raise ValueError(f"token {token_id} does not fit line {segment.index + 1} at position {state.chars + 1}")
         chars = state.chars + int(self.table.han_len[token_id])
@@ -284,8 +287,9 @@ class ConstraintEngine:
             return new
         groups, used = list(state.groups), list(state.used)
         last = self.table.last_char[token_id]
-        for rset in rhyme_sets:
-            narrowed = groups[rset] & self.table.last_groups.get(token_id, frozenset())
+        keys = self.table.rhyme_keys.get(token_id, frozenset())
+        for rset, suffix in sorted(rhyme_slots):
+            narrowed = frozenset(g for g in groups[rset] if g + suffix in keys)
             if narrowed:  # a template where this line does not rhyme may also be alive; only narrow when it rhymes
                 groups[rset] = narrowed
                 used[rset] = used[rset] | {last}

@@ -21,12 +21,14 @@ LINE_BREAK = "\\n"  # the poem's newline as it appears inside the JSON string (t
 @dataclass(frozen=True)
 class LineSpec:
     """One 句: a tone requirement per character, the rhyme set its last character rhymes in (or None), its
-    closing punctuation, and whether a stanza break (blank line) follows it."""
+    closing punctuation, whether a stanza break (blank line) follows it, and the suffix that turns a rhyme group of
+    the set into the rhyme key this slot needs (词: 平/仄 after the 部 name; '' for any tone and for 近体)."""
 
     tones: tuple[int, ...]
     rhyme: int | None
     punct: str
     stanza_end: bool = False
+    rhyme_suffix: str = ""
 
 
 @dataclass(frozen=True)

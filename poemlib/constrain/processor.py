@@ -25,6 +25,7 @@ class PoemConstraintProcessor(LogitsProcessor):
         self._prompt_len: int | None = None
         self._last_len = -1
         self._states: dict[tuple[int, ...], State] = {}
+        self._device_ids: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _reset(self, prompt_len: int) -> None:
         """A new generate() call (or the first): the prompt is everything seen now."""
@@ -52,35 +53,51 @@ class PoemConstraintProcessor(LogitsProcessor):
         self._last_len = length
         assert self._prompt_len is not None
         remaining = self.max_new_tokens - (length - self._prompt_len)
-        width = scores.shape[-1]
-        allowed = torch.zeros((batch, width), dtype=torch.bool)
+        out = torch.empty_like(scores)
         states: dict[tuple[int, ...], State] = {}
         for row, ids in enumerate(input_ids[:, self._prompt_len :].tolist()):
             key = tuple(ids)
             state = states.get(key) or self.state_for(key)
             states[key] = state
-            self._fill(allowed[row], self.engine.allowed(state, remaining), width)
+            self._apply(out[row], scores[row], self.engine.allowed(state, remaining))
         self._states = states
-        allowed = allowed.to(scores.device)
-        out = scores.masked_fill(~allowed, float("-inf"))
-        dead = torch.isneginf(out).all(dim=-1)
-        if bool(dead.any()):  # an earlier processor (e.g. no_repeat_ngram) banned every allowed token
-            out[dead] = torch.zeros_like(out[dead]).masked_fill(~allowed[dead], float("-inf"))
         self.mask_seconds.append((time.perf_counter() - start, batch))
         return out
 
-    @staticmethod
-    def _fill(row: torch.Tensor, allowed, width: int) -> None:
-        """Write one state's allowed tokens into its row of the batch mask."""
+    def _on(self, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """An id set on the scores' device (kept: the engine's sets are cached, so few distinct ones move)."""
+        if device.type == "cpu":
+            return ids
+        key = (id(ids), device)
+        found = self._device_ids.get(key)
+        if found is None or found[0] is not ids:
+            found = self._device_ids[key] = (ids, ids.to(device))
+        return found[1]
+
+    def _apply(self, out: torch.Tensor, scores: torch.Tensor, allowed) -> None:
+        """Write one row: the scores of allowed tokens, -inf elsewhere (allowed tokens at 0 if all were -inf)."""
+        width = scores.shape[-1]
         if allowed.unconstrained:
-            row.fill_(True)
+            out.copy_(scores)
             return
-        if allowed.dense is not None:
-            n = min(width, allowed.dense.shape[0])
-            row[:n] = allowed.dense[:n]
         if allowed.ids is not None:
-            ids = allowed.ids[allowed.ids < width]
-            row[ids] = True
+            ids = self._on(allowed.ids, scores.device)
+            if width < self.engine.table.size:  # logits narrower than the vocabulary: drop ids past them
+                ids = ids[ids < width]
+            values = scores[ids]
+            if bool(torch.isneginf(values).all()):  # an earlier processor (e.g. no_repeat_ngram) banned them all
+                values = torch.zeros_like(values)
+            out.fill_(float("-inf"))
+            out[ids] = values
+            return
+        banned = self._on(allowed.banned, scores.device)
+        if width < self.engine.table.size:
+            banned = banned[banned < width]
+        out.copy_(scores)
+        out[banned] = float("-inf")
+        if bool(torch.isneginf(out.max())):
+            out.zero_()
+            out[banned] = float("-inf")
 
     def finished(self, generated: list[int] | tuple[int, ...]) -> bool:
         """True when these generated ids end a complete constrained answer (stop token written)."""

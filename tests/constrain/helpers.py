@@ -15,10 +15,11 @@ def allowed_mask(engine: ConstraintEngine, state, remaining: int) -> torch.Tenso
     mask = torch.zeros(engine.table.size, dtype=torch.bool)
     if allowed.unconstrained:
         return ~mask
-    if allowed.dense is not None:
-        mask |= allowed.dense
     if allowed.ids is not None:
         mask[allowed.ids] = True
+    if allowed.banned is not None:
+        mask.fill_(True)
+        mask[allowed.banned] = False
     return mask
 
 
