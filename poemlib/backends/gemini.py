@@ -112,7 +112,9 @@ class GeminiBackend:
         )
 
     def generate(self, images: Sequence[ImageInput], request: PoemRequest) -> list[GenerationResult]:
-        """One API call per image, a few in flight at once; results in input order, errors as results."""
+        """One API call per image, a few in flight at once; results in input order, errors as results.
+
+        `request.constrain` is ignored (the API exposes no logits to mask): results say `constrained=False`."""
         config = self.request_config(request)
         instruction = render_instruction(request)
 

@@ -2,7 +2,9 @@
 
 The photo is prepared with the training pixel budget (poemlib.qwen_vl), the prompt is the qwen2_vl template
 (poemlib.qwen_vl), generation is batched with left padding, greedy or seeded sampling. lora is the peft-wrapped model;
-base answers inside `PeftModel.disable_adapter()`, so one copy of the weights serves both.
+base answers inside `PeftModel.disable_adapter()`, so one copy of the weights serves both. A request with
+`constrain=True` is decoded under the 格律 constraint (poemlib.constrain, through backends.constraint) and its results
+say `constrained=True`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from poemlib.backends.base import (
     image_label,
     result_from_text,
 )
+from poemlib.backends.constraint import ConstraintEngines, ConstraintUnavailable
 from poemlib.qwen_vl import prepare_for_qwen
 from poemlib.qwen_vl import IM_END, qwen_prompt_for
 from poemlib.config import vision_budget
@@ -100,6 +103,8 @@ class QwenEngine:
         self.lock = threading.RLock()
         stops = {self.tokenizer.convert_tokens_to_ids(IM_END), self.tokenizer.eos_token_id}
         self.stop_ids = sorted(i for i in stops if isinstance(i, int) and i >= 0)
+        # the constraint masks the model's whole logits row, which may be wider than the tokenizer (padded embeddings)
+        self.constraints = ConstraintEngines(self.tokenizer, int(self.model.get_output_embeddings().weight.shape[0]))
 
     # -- adapter ---------------------------------------------------------------------------------------------------
     @property
@@ -195,6 +200,8 @@ class QwenEngine:
         import torch
 
         kwargs = self.generation_kwargs(request, logits_processor)
+        if request.constrain:
+            kwargs = self._constrained_kwargs(request, kwargs)
         with self.lock:
             start = time.perf_counter()
             inputs = self.encode(images, request)
@@ -208,8 +215,21 @@ class QwenEngine:
         prompt_counts = inputs["attention_mask"].sum(dim=1).tolist()
         return [
             self._decode(row, int(n_prompt), backend=backend, latency_s=elapsed / len(images), max_new=kwargs["max_new_tokens"])
+            .model_copy(update={"constrained": request.constrain})
             for row, n_prompt in zip(new_tokens, prompt_counts)
         ]
+
+    def _constrained_kwargs(self, request: PoemRequest, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """generate() arguments with the 格律 constraint appended (a fresh processor per call, the engine kept) and
+        the budget raised to what the constraint may need."""
+        from transformers import LogitsProcessorList
+
+        call = self.constraints.call_for(request, kwargs["max_new_tokens"])
+        if call.raised_from is not None:
+            log.info("constrained %s: max_new_tokens %d raised to %d, the longest answer the constraint allows",
+                     request.poem_type or "answer", call.raised_from, call.max_new_tokens)
+        return {**kwargs, "max_new_tokens": call.max_new_tokens,
+                "logits_processor": LogitsProcessorList([*kwargs.get("logits_processor", []), call.processor])}
 
     def _decode(self, row: list[int], n_prompt: int, *, backend: str, latency_s: float, max_new: int) -> GenerationResult:
         """One row of new tokens as a result: cut at the first stop token; truncated when it never stopped."""
@@ -230,6 +250,11 @@ class QwenEngine:
         logits_processor: Sequence[Any] | None = None,
     ) -> list[GenerationResult]:
         """Prepare every image (bad ones become bad_image results) and generate in batches of batch_size."""
+        if request.constrain:
+            try:  # built (once per form) before any timing; a form that cannot be constrained fails every image clearly
+                self.constraints.engine_for(request)
+            except ConstraintUnavailable as exc:
+                return error_results(backend, len(sources), "generation_error", str(exc))
         results: list[GenerationResult | None] = [None] * len(sources)
         prepared: list[tuple[int, Image.Image]] = []
         for index, source in enumerate(sources):
