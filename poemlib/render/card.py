@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from poemlib.render.poem import escape as _e
-from poemlib.render.poem import meter_badges_html, poem_lines_html, tone_legend_html, violations_html
+from poemlib.render.poem import badge_html, meter_badges_html, poem_lines_html, tone_legend_html, violations_html
 from poemlib.schema import Annotation, GenerationResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +26,7 @@ ERROR_TITLES = {
     "generation_error": "生成失败 / generation failed",
 }
 PARSE_TITLE = "未能解析 / could not parse"
+CONSTRAINED_BADGE = "格律约束"  # shown on every card of an answer decoded under the 格律 constraint
 
 
 def busy_html(label: str) -> str:
@@ -42,8 +43,11 @@ def idle_html(text: str = "选择照片，然后点「作诗 Generate」 · choo
 
 
 def stats_html(result: GenerationResult) -> str:
-    """Latency and token counts."""
+    """Latency and token counts (and a 格律约束 badge when the answer was constrained)."""
     parts = [f'<span class="latency">用时 {result.latency_s:.2f} s</span>']
+    if result.constrained:
+        parts.insert(0, badge_html("constrained", CONSTRAINED_BADGE, "meter-info",
+                                   "decoded under the 格律 constraint: the model could only write tokens that keep form, 平仄 and rhyme"))
     usage = result.usage
     if usage.prompt_tokens or usage.output_tokens or usage.total_tokens:
         tokens = f"tokens: in {usage.prompt_tokens} · out {usage.output_tokens}"
