@@ -24,9 +24,9 @@ from poemlib.meter.cipai import (
     title_head,
 )
 from poemlib.meter.poem_types import infer_poem_type, normalise_poem_type
-from poemlib.meter.readings import MODES, TONE_MARK, Reading, line_readings
+from poemlib.meter.readings import MODES, line_marks, uncertain_chars
 from poemlib.meter.regulated import FORMS, check_regular
-from poemlib.meter.report import RULES, MeterReport, Violation, passes
+from poemlib.meter.report import RULES, MeterReport, Violation, passes, trusted
 from poemlib.meter.text import Segment, split_lines, split_stanzas
 from poemlib.schema import POEM_TYPES
 
@@ -59,13 +59,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _marks(lines: list[str], rows: list[list[Reading]]) -> tuple[list[list[str]], list[str]]:
-    """Per-character 平/仄/either/unknown marks and the characters read by modern fallback."""
-    marks = [[TONE_MARK[rd.tone] for rd in row] for row in rows]
-    uncertain = [ch for line, row in zip(lines, rows) for ch, rd in zip(line, row) if rd.uncertain]
-    return marks, list(dict.fromkeys(uncertain))
-
-
 def check(poem_type: str, poem_content: str, title: str | None = None, mode: str = "pingshui") -> MeterReport:
     """Check a poem against the form its type (and, for 词, its title's 词牌) claims."""
     ptype = normalise_poem_type(poem_type)
@@ -76,19 +69,23 @@ def check(poem_type: str, poem_content: str, title: str | None = None, mode: str
     fields: dict[str, Any] = {"poem_type": ptype, "mode": mode, "title": title, "stanza_sizes": [len(s) for s in stanzas]}
     if ptype in FORMS:
         res = check_regular(ptype, segments, mode)
-        lines, rows = res.lines, res.readings
+        lines = res.lines
         fields.update(
             form_ok=res.form_ok, tone_ok=res.tone_ok, rhyme_ok=res.rhyme_ok, violations=res.violations, notes=res.notes,
             template=res.template, template_lines=res.template_lines, rhyme_group=res.rhyme_group, rhyme_chars=res.rhyme_chars,
+            rhyme_positions=res.rhyme_positions,
         )
     else:
         ci_fields = _check_ci_fields(title, stanzas, mode)
         lines = ci_fields.pop("lines", None) or [seg.text for seg in segments]
-        rows = [line_readings(line, mode) for line in lines]
         fields.update(ci_fields)
     fields["lines"] = lines
-    fields["marks"], fields["uncertain"] = _marks(lines, rows)
-    return MeterReport(**fields)
+    fields["marks"] = [line_marks(line, mode) for line in lines]
+    fields["uncertain"] = uncertain_chars(lines, mode)
+    if title is not None and not isinstance(title, str):
+        return MeterReport(**fields)  # validation names the bad title
+    # Every field was built here from checked values, so the report skips pydantic's validation (most of the time).
+    return trusted(MeterReport, fields)
 
 
 def _check_ci_fields(title: str | None, stanzas: list[list[Segment]], mode: str = "pingshui") -> dict[str, Any]:
@@ -109,7 +106,7 @@ def _check_ci_fields(title: str | None, stanzas: list[list[Segment]], mode: str 
     return {
         "form_ok": res.form_ok, "tone_ok": res.tone_ok, "rhyme_ok": res.rhyme_ok, "violations": res.violations,
         "notes": res.notes, "cipai": name, "template": res.variant, "lines": res.lines, "template_lines": res.template_lines,
-        "rhyme_group": res.rhyme_group, "rhyme_chars": res.rhyme_chars,
+        "rhyme_group": res.rhyme_group, "rhyme_chars": res.rhyme_chars, "rhyme_positions": res.rhyme_positions,
     }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from poemlib.meter.ci_data import Variant, chinese_number, load_cipai
 from poemlib.meter.ci_rhyme import RUSHENG_BU, bu_name, rhyme_bu, split_groups
 from poemlib.meter.readings import line_readings
-from poemlib.meter.report import Violation
+from poemlib.meter.report import Violation, violation
 from poemlib.meter.text import Segment
 
 _PIAN_WINDOW = 0.15  # a written stanza break may sit this share of the length away from where the 片 should end
@@ -62,6 +62,7 @@ class CiResult:
     template_lines: list[str] = field(default_factory=list)
     rhyme_group: str | None = None
     rhyme_chars: list[str] = field(default_factory=list)
+    rhyme_positions: list[tuple[int, int]] = field(default_factory=list)  # 0-based (line, position) of the 谱's rhymes
 
 
 # ---------------------------------------------------------------------------
@@ -198,12 +199,12 @@ def _violations(trial: _Trial, text: str, ends: list[int]) -> list[Violation]:
     label = trial.variant.label
     for category, rule, offset, message in trial.form + trial.tone + trial.rhyme:
         if offset is None:
-            out.append(Violation(category=category, rule=rule, message=message))
+            out.append(violation(category, rule, None, None, None, message))
             continue
         index = min(bisect_right(ends, offset), len(ends) - 1)
         if category == "tone":
             message = f"{message} in {line_patterns[index]} ({label})"
-        out.append(Violation(category=category, rule=rule, line=index + 1, position=offset - starts[index] + 1, char=text[offset], message=message))
+        out.append(violation(category, rule, index + 1, offset - starts[index] + 1, text[offset], message))
     return out
 
 
@@ -222,9 +223,8 @@ def _misfit(w: _Written, stanzas: list[list[Segment]], cipai: str, variants: tup
     message = (f"句 lengths {found} ({len(w.text)} characters) fit no 体 of {cipai} (体 of {', '.join(map(str, lengths))} "
                f"characters); nearest {nearest.name}: {shape}")
     line = next((n for n, end in enumerate(w.segment_ends, start=1) if end not in nearest.ends), None)
-    violation = Violation(category="form", rule="词牌句式", line=line, message=message)
     lines = [seg.text for st in stanzas for seg in st]
-    return CiResult(False, None, [violation], [], lines=lines)
+    return CiResult(False, None, [violation("form", "词牌句式", line, None, None, message)], [], lines=lines)
 
 
 def check_ci(cipai_name: str, stanzas: list[list[Segment]], mode: str = "pingshui") -> CiResult:
@@ -256,4 +256,5 @@ def check_ci(cipai_name: str, stanzas: list[list[Segment]], mode: str = "pingshu
         template_lines=[v.pattern[a:b] for a, b in zip(starts, ends)],
         rhyme_group="→".join(best.rhyme_groups) or None,
         rhyme_chars=[w.text[pos] for pos in sorted(v.rhyme_tone)],
+        rhyme_positions=[(line - 1, position - 1) for line, position in (_locate(ends, pos) for pos in sorted(v.rhyme_tone))],
     )

@@ -14,11 +14,12 @@ from poemlib.meter.readings import (
     Reading,
     compatible,
     group_short,
-    line_readings,
+    line_tones,
     neighbours,
+    reading,
     to_simplified,
 )
-from poemlib.meter.report import Violation
+from poemlib.meter.report import Violation, violation
 from poemlib.meter.text import Segment, fit_regular_lines
 
 # poem type → (number of lines, characters per line)
@@ -62,7 +63,7 @@ class RegularResult:
     template_lines: list[str] = field(default_factory=list)
     rhyme_group: str | None = None
     rhyme_chars: list[str] = field(default_factory=list)
-    readings: list[list[Reading]] = field(default_factory=list)
+    rhyme_positions: list[tuple[int, int]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -79,10 +80,10 @@ def _check_form(poem_type: str, segments: list[Segment]) -> tuple[list[str], lis
     lines = [seg.text for seg in segments]
     out = []
     if len(lines) != count:
-        out.append(Violation(category="form", rule="句数", message=f"{poem_type} needs {count} lines of {length} characters, found {len(lines)} lines"))
+        out.append(violation("form", "句数", None, None, None, f"{poem_type} needs {count} lines of {length} characters, found {len(lines)} lines"))
     for number, line in enumerate(lines, start=1):
         if len(line) != length:
-            out.append(Violation(category="form", rule="字数", line=number, message=f"line {number} 「{line}」 has {len(line)} characters, {poem_type} needs {length}"))
+            out.append(violation("form", "字数", number, None, None, f"line {number} 「{line}」 has {len(line)} characters, {poem_type} needs {length}"))
     return lines, out
 
 
@@ -98,6 +99,7 @@ class _Rhyme:
     group: str | None
     first_rhymes: bool
     chars: list[str]
+    positions: list[tuple[int, int]]  # 0-based (line, position) of each rhyme slot
     violations: list[Violation]
     notes: list[str]
 
@@ -118,12 +120,12 @@ def _pick_group(even: list[Reading], first: Reading) -> str | None:
 _RhymeFault = tuple[str, int, int, str, str]  # rule, 1-based line, position, character, message
 
 
-def _even_line_faults(lines: list[str], rows: list[list[Reading]], group: str | None) -> tuple[list[_RhymeFault], list[str]]:
+def _even_line_faults(lines: list[str], ends: list[Reading], group: str | None) -> tuple[list[_RhymeFault], list[str]]:
     """Each even line must end in a 平 character of the poem's group."""
     out: list[_RhymeFault] = []
     notes: list[str] = []
     for i in range(1, len(lines), 2):
-        ch, rd = lines[i][-1], rows[i][-1]
+        ch, rd = lines[i][-1], ends[i]
         if rd.tone == ZE:
             out.append(("押仄声韵", i + 1, len(lines[i]), ch, f"rhyme position ends in 仄声 「{ch}」: 近体诗 rhymes in 平声"))
         elif not rd.groups:
@@ -167,18 +169,19 @@ def _repeated_rhymes(lines: list[str], positions: list[int]) -> list[_RhymeFault
     return out
 
 
-def _check_rhyme(lines: list[str], rows: list[list[Reading]], mode: str) -> _Rhyme:
+def _check_rhyme(lines: list[str], mode: str) -> _Rhyme:
     """Even lines (and a 平-ending first line) must rhyme in one 平声 group; the first line may borrow a neighbour."""
-    key = tuple((len(line), line[-1]) for line in lines)
-    cached = _RHYME_CACHE.get((key, mode))
+    key = (tuple([(len(line), line[-1]) for line in lines]), mode)
+    cached = _RHYME_CACHE.get(key)
     if cached is None:
-        cached = _rhyme_plan(lines, rows, mode)
+        cached = _rhyme_plan(lines, [reading(line[-1], mode) for line in lines], mode)
         if len(_RHYME_CACHE) >= _RHYME_CACHE_SIZE:
             _RHYME_CACHE.clear()
-        _RHYME_CACHE[(key, mode)] = cached
+        _RHYME_CACHE[key] = cached
     group, first_rhymes, chars, specs, notes = cached
-    faults = [Violation(category="rhyme", rule=rule, line=line, position=pos, char=ch, message=message) for rule, line, pos, ch, message in specs]
-    return _Rhyme(group, first_rhymes, list(chars), faults, list(notes))
+    faults = [violation("rhyme", rule, line, pos, ch, message) for rule, line, pos, ch, message in specs]
+    positions = [(i, len(lines[i]) - 1) for i in ([0] if first_rhymes else [])] + [(i, len(lines[i]) - 1) for i in range(1, len(lines), 2)]
+    return _Rhyme(group, first_rhymes, list(chars), positions, faults, list(notes))
 
 
 # The rhyme verdict depends only on each line's length and last character: poems share their rhyme words often.
@@ -187,12 +190,12 @@ _RHYME_CACHE: dict[tuple[tuple[tuple[int, str], ...], str], _RhymePlan] = {}
 _RHYME_CACHE_SIZE = 65536
 
 
-def _rhyme_plan(lines: list[str], rows: list[list[Reading]], mode: str) -> _RhymePlan:
+def _rhyme_plan(lines: list[str], ends: list[Reading], mode: str) -> _RhymePlan:
     """Group, whether the first line rhymes, rhyme characters, faults (as plain tuples) and notes."""
     even_pos = list(range(1, len(lines), 2))
-    group = _pick_group([rows[i][-1] for i in even_pos], rows[0][-1])
-    out, notes = _even_line_faults(lines, rows, group)
-    first_rhymes, first_faults, first_notes = _first_line_rhyme(lines[0], rows[0][-1], group, mode)
+    group = _pick_group([ends[i] for i in even_pos], ends[0])
+    out, notes = _even_line_faults(lines, ends, group)
+    first_rhymes, first_faults, first_notes = _first_line_rhyme(lines[0], ends[0], group, mode)
     positions = ([0] if first_rhymes else []) + even_pos
     faults = first_faults + out + _repeated_rhymes(lines, positions)
     faults.sort(key=lambda fault: fault[1])
@@ -206,12 +209,11 @@ def _rhyme_plan(lines: list[str], rows: list[list[Reading]], mode: str) -> _Rhym
 _Found = tuple[str, int, str]  # rule, 1-based position, message
 
 
-@lru_cache(maxsize=65536)
 def _line_faults(tones: tuple[int, ...], second: int, ending: int, partner_third: int | None, is_first: bool) -> tuple[float, tuple[_Found, ...], tuple[str, ...]]:
     """Cost, violations and accepted licences of one line read as the 律句 with this 2nd-character tone and ending.
 
-    Depends only on the line's tones (and the rescuing tone of its partner), so it is cached: poems share
-    tone shapes far more often than characters. Notes carry '{n}' for the line number.
+    Depends only on the line's tones (and the rescuing tone of its partner), so its options are cached: poems
+    share tone shapes far more often than characters. Notes carry '{n}' for the line number.
     """
     n = len(tones)
     k = n - 5  # offset of the five-character tail inside a seven-character line
@@ -254,31 +256,39 @@ def _line_faults(tones: tuple[int, ...], second: int, ending: int, partner_third
 _Spec = tuple[str, int, int, str]  # rule, 1-based line, 1-based position, message
 
 
-def _check_tone(lines: list[str], rows: list[list[Reading]], first_rhymes: bool) -> tuple[list[Violation], list[str], int, int]:
+def _check_tone(lines: list[str], tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[Violation], list[str], int, int]:
     """粘对 and per-line rules, choosing each line's 2nd-character tone to explain the poem with fewest faults."""
-    tones = [tuple([rd.tone for rd in row]) for row in rows]
     # A rhyme position is 平 by definition: a polyphonic rhyme character (看) counts as 平 there, so 三平尾 shows.
     for i in [*range(1, len(tones), 2), *([0] if first_rhymes else [])]:
         if tones[i][-1] == EITHER:
             tones[i] = (*tones[i][:-1], PING)
     specs, notes, second, first_ending = _tone_plan(tones, first_rhymes)
-    out = [Violation(category="tone", rule=rule, line=line, position=pos, char=lines[line - 1][pos - 1], message=message) for rule, line, pos, message in specs]
+    out = [violation("tone", rule, line, pos, lines[line - 1][pos - 1], message) for rule, line, pos, message in specs]
     return out, notes, second, first_ending
 
 
-_LineOption = tuple[float, tuple[_Spec, ...], tuple[str, ...], bool]  # cost, faults, notes, 2nd-position fault
+_LineOption = tuple[float, tuple[_Found, ...], tuple[str, ...], bool]  # cost, faults, notes, 2nd-position fault
+_OptionKey = tuple[tuple[int, ...], int, int | None, bool]
+# A plain dict (cleared when full): an lru_cache call costs more than the lookup it saves on a poem's 8 lines.
+_OPTIONS: dict[_OptionKey, tuple[_LineOption, _LineOption]] = {}
+_OPTIONS_SIZE = 65536
 
 
-@lru_cache(maxsize=65536)
-def _line_options(tones: tuple[int, ...], index: int, ending: int, partner_third: int | None) -> tuple[_LineOption, _LineOption]:
-    """The line read with a 平 and with a 仄 2nd character: cost, faults and notes numbered for line index+1."""
+def _line_options(key: _OptionKey) -> tuple[_LineOption, _LineOption]:
+    """The line read with a 平 and with a 仄 2nd character: cost, faults, notes ('{n}' for the line number)."""
+    found = _OPTIONS.get(key)
+    if found is not None:
+        return found
+    tones, ending, partner_third, is_first = key
     out = []
     for second in (PING, ZE):
-        cost, faults, notes = _line_faults(tones, second, ending, partner_third, index == 0)
-        specs = tuple((rule, index + 1, pos, message) for rule, pos, message in faults)
+        cost, faults, notes = _line_faults(tones, second, ending, partner_third, is_first)
         second_fault = bool(faults) and faults[0][1] == 2 and faults[0][0] == "二四六分明"
-        out.append((cost, specs, tuple(note.replace("{n}", str(index + 1)) for note in notes), second_fault))
-    return out[0], out[1]
+        out.append((cost, faults, notes, second_fault))
+    if len(_OPTIONS) >= _OPTIONS_SIZE:
+        _OPTIONS.clear()
+    found = _OPTIONS[key] = (out[0], out[1])
+    return found
 
 
 def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_Spec], list[str], int, int]:
@@ -288,9 +298,11 @@ def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_
     count = len(tones)
     options = []
     for i, line_tones in enumerate(tones):
-        ending = first_ending if i == 0 else (PING if i % 2 else ZE)
-        partner_third = tones[i + 1][len(line_tones) - 3] if i % 2 == 0 and i + 1 < count else None
-        options.append(_line_options(line_tones, i, ending, partner_third))
+        if i % 2:
+            options.append(_line_options((line_tones, PING, None, False)))
+        else:
+            partner_third = tones[i + 1][len(line_tones) - 3] if i + 1 < count else None
+            options.append(_line_options((line_tones, first_ending if i == 0 else ZE, partner_third, i == 0)))
     states = _best_states(options)
     specs: list[_Spec] = []
     notes: list[str] = []
@@ -306,8 +318,10 @@ def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_
                 # The 2nd character itself breaks 粘/对 as well as 二四六分明 (巨龙卧波: 龙 平 after a 仄 line).
                 rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
                 specs.append((rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2 (its own tone breaks the {rule[1]})"))
-        specs.extend(option[1])
-        notes.extend(option[2])
+        if option[1]:
+            specs.extend([(rule, i + 1, pos, message) for rule, pos, message in option[1]])
+        if option[2]:
+            notes.extend([note.replace("{n}", str(i + 1)) for note in option[2]])
     specs.sort(key=_spec_order)
     return specs, notes, states[0], first_ending
 
@@ -355,20 +369,21 @@ def check_regular(poem_type: str, segments: list[Segment], mode: str) -> Regular
     """Form, 平仄 and rhyme of a 近体诗."""
     count, length = FORMS[poem_type]
     lines, form_faults = _check_form(poem_type, segments)
-    rows = [line_readings(line, mode) for line in lines]
-    result = RegularResult(lines=lines, form_ok=not form_faults, violations=list(form_faults), readings=rows)
+    result = RegularResult(lines=lines, form_ok=not form_faults, violations=list(form_faults))
     if not lines:
         result.tone_ok = result.rhyme_ok = False
         return result
-    rhyme = _check_rhyme(lines, rows, mode) if all(lines) else None
+    rhyme = _check_rhyme(lines, mode) if all(lines) else None
     if rhyme is not None:
         result.rhyme_ok = not rhyme.violations
         result.violations += rhyme.violations
         result.notes += rhyme.notes
         result.rhyme_group = rhyme.group
         result.rhyme_chars = rhyme.chars
+        result.rhyme_positions = rhyme.positions
     if all(len(line) == length for line in lines):
-        tone_faults, tone_notes, second, first_ending = _check_tone(lines, rows, rhyme.first_rhymes if rhyme else False)
+        tones = [line_tones(line, mode) for line in lines]
+        tone_faults, tone_notes, second, first_ending = _check_tone(lines, tones, rhyme.first_rhymes if rhyme else False)
         result.violations += tone_faults
         result.notes += tone_notes
         result.tone_ok = not tone_faults and not form_faults
@@ -377,5 +392,5 @@ def check_regular(poem_type: str, segments: list[Segment], mode: str) -> Regular
     else:
         result.tone_ok = False
     if form_faults:
-        result.violations.append(Violation(category="tone", rule="格式不合", message=f"the text is not a {poem_type}, so its 平仄 cannot follow the {poem_type} template"))
+        result.violations.append(violation("tone", "格式不合", None, None, None, f"the text is not a {poem_type}, so its 平仄 cannot follow the {poem_type} template"))
     return result

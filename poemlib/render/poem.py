@@ -87,8 +87,7 @@ def poem_lines_html(content: str, report: MeterReport | None = None, *, vertical
         template = list(report.template_lines)
         for li, line in enumerate(report.lines):
             flat.extend((li, pi, ch) for pi, ch in enumerate(line))
-            if line and line[-1] in report.rhyme_chars and (li % 2 == 1 or li == 0):
-                rhyme_at.add((li, len(line) - 1))
+        rhyme_at = _rhyme_slots(report)
         for v in report.violations:
             message = f"{v.rule}: {v.message}"
             if v.line and v.position:
@@ -135,6 +134,20 @@ def poem_lines_html(content: str, report: MeterReport | None = None, *, vertical
         rows.append(f'<div class="{cls}"{tip}>{"".join(spans)}</div>')
     body_cls = "poem-body vertical" if vertical else "poem-body"
     return f'<div class="{body_cls}">{"".join(rows)}</div>'
+
+
+def _rhyme_slots(report: MeterReport) -> set[tuple[int, int]]:
+    """0-based (line, position) of the rhyme characters: the report's rhyme slots (the 词谱's for a 词).
+
+    Reports stored before `rhyme_positions` existed fall back to the 近体 rule (first and even lines ending in a
+    rhyme character).
+    """
+    positions = getattr(report, "rhyme_positions", None)
+    if positions:
+        return {(int(li), int(pi)) for li, pi in positions}
+    return {
+        (li, len(line) - 1) for li, line in enumerate(report.lines) if line and line[-1] in report.rhyme_chars and (li % 2 == 1 or li == 0)
+    }
 
 
 def violations_html(report: MeterReport | None, limit: int = 8) -> str:
