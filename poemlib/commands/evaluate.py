@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(None, "--temperature", help="0 = greedy (with --poem-type/--cipai/--mood/--seed)"),
         seed: int = typer.Option(None, "--seed", help="sampling seed"),
         judge: bool = typer.Option(None, "--judge/--no-judge", help="LLM judge with Gemini (default: only when GEMINI_API_KEY is set)"),
+        constrain: bool = typer.Option(False, "--constrain", help="also ask base and lora under the 格律 constraint: rows base+格律, lora+格律"),
     ) -> None:
         """Evaluate backends: validity, 格律, BLEU-4/ROUGE-L, diversity, length; an HTML report with the poems side by side."""
         from poemlib.evaluate import evaluate
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
         names = [b.strip() for b in backends.split(",") if b.strip()]
         try:
             run = evaluate(names, data=data, out=out, profile=profile, config=config, limit=limit, request=request,
-                           judge=judge, progress=True)
+                           judge=judge, progress=True, constrain=constrain)
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

@@ -7,6 +7,7 @@
     plots.py     make_plots
     report.py    write_report (report.html through poemlib.render)
     run.py       evaluate(), run_backends, EvaluationRun
+    variants.py  with_constrained: base+格律 / lora+格律, the Qwen backends under the 格律 constraint
     settings.py  configs/evaluate.yaml
 """
 
@@ -45,12 +46,20 @@ from poemlib.evaluate.settings import (
     JudgeSettings,
     load_evaluate_settings,
 )
+from poemlib.evaluate.variants import (
+    CONSTRAINED_SUFFIX,
+    ConstrainedBackend,
+    is_constrained_name,
+    with_constrained,
+)
 
 __all__ = [
+    "CONSTRAINED_SUFFIX",
     "DEFAULT_OUT",
     "HELI_RATE",
     "JUDGE_CRITERIA",
     "RULE_METRICS",
+    "ConstrainedBackend",
     "EvalItem",
     "EvaluateSettings",
     "EvaluationRun",
@@ -58,6 +67,7 @@ __all__ = [
     "bleu4",
     "distinct_n",
     "evaluate",
+    "is_constrained_name",
     "judge_response_schema",
     "judge_rubric",
     "judge_summary",
@@ -77,5 +87,6 @@ __all__ = [
     "run_judge",
     "score_result",
     "summarize",
+    "with_constrained",
     "write_report",
 ]

@@ -15,6 +15,7 @@ from poemlib.evaluate.judge import run_judge
 from poemlib.evaluate.plots import make_plots
 from poemlib.evaluate.report import write_report
 from poemlib.evaluate.scoring import REPORT_OBJECTS, score_result, summarize
+from poemlib.evaluate.variants import with_constrained
 from poemlib.io import atomic_write, write_json
 from poemlib.progress import progress_bar
 from poemlib.schema import GenerationResult, PoemRequest
@@ -94,17 +95,21 @@ def evaluate(
     request: PoemRequest | None = None,
     judge: bool | None = None,
     progress: bool | None = None,
+    constrain: bool = False,
 ) -> EvaluationRun:
     """Evaluate backends (names for load_backends, or ready Backend objects) and write tables, plots and report.html.
 
     judge: None runs the LLM judge when GEMINI_API_KEY is set, True asks for it (still skipped without a key),
-    False never runs it. progress: None follows POEMLIB_PROGRESS (poemlib.progress).
+    False never runs it. progress: None follows POEMLIB_PROGRESS (poemlib.progress). constrain: each Qwen backend
+    is also asked under the 格律 constraint, as `base+格律` / `lora+格律` beside it (poemlib.evaluate.variants).
     """
     import pandas as pd
 
     out_dir = resolve_path(out, prefer_cwd=True) if out is not None else DEFAULT_OUT
     out_dir.mkdir(parents=True, exist_ok=True)
     backends = _load(backends, profile, config)
+    if constrain:
+        backends = with_constrained(backends)
     statuses = {name: b.status() for name, b in backends.items()}
     items = load_items(data, limit=limit, request=request)
     rows = run_backends(backends, items, progress=progress)

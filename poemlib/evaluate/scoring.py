@@ -11,6 +11,7 @@ Per answer (one row per backend × photo × request):
   - bleu4, rouge_l                        character level against the reference annotation's poem (a reference
                                           poem must exist; an answer without a poem scores 0)
   - rep2, repeated_lines, n_chars, n_lines   repetition and length of the poem
+  - constrained    the answer was decoded under the 格律 constraint (rows of `base+格律` / `lora+格律`)
 Per backend (summary table): 合律率 first (the headline: meter_ok over the answers with a poem), then the rates and
 means of the above plus corpus-level distinct-1 / distinct-2.
 Private keys (`_violations`, `_meter`, and the objects `_report`, `_result`) carry what the HTML report draws.
@@ -135,7 +136,7 @@ def score_result(item: EvalItem, result: GenerationResult) -> dict[str, Any]:
         **_adherence(ann, poem, item),
         **_text_scores(poem, item.reference),
         "latency_s": result.latency_s, "prompt_tokens": result.usage.prompt_tokens,
-        "output_tokens": result.usage.output_tokens, "raw_text": result.raw_text,
+        "output_tokens": result.usage.output_tokens, "constrained": result.constrained, "raw_text": result.raw_text,
     }
     meter = meter_summary(ann)
     row.update({k: meter.get(k) for k in ("form_ok", "tone_ok", "rhyme_ok", "n_violations")})
