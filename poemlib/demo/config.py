@@ -25,6 +25,7 @@ class RequestDefaults(BaseModel):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_new_tokens: int = Field(default=512, ge=1)
     seed: int | None = 0
+    constrain: bool = Field(default=False, description="格律约束 switch: Qwen columns decode under the 格律 constraint")
 
 
 class SliderRanges(BaseModel):

@@ -47,6 +47,7 @@ class CustomisePanel:
     max_tokens: Any
     seed: Any
     vertical: Any
+    constrain: Any
 
 
 @dataclass
@@ -154,6 +155,12 @@ def customise_panel(w: Any, settings: DemoSettings, start: Customisation) -> Cus
                                style=NARROW, layout=w.Layout(width="400px")),
         seed=w.IntText(value=start.seed, description="种子 Seed", style=NARROW, layout=w.Layout(width="200px")),
         vertical=w.Checkbox(value=settings.vertical_default, description="竖排 vertical (right → left)", indent=False),
+        constrain=_with_classes(
+            w.Checkbox(value=start.constrain, description="格律约束 meter-constrained (Qwen columns)", indent=False,
+                       tooltip="Qwen writes only poems that keep the form, 平仄 and rhyme of the 体裁 (近体 forms); "
+                               "Gemini is not constrained", layout=w.Layout(width="400px")),
+            "constrain-toggle",
+        ),
     )
 
 
@@ -188,6 +195,7 @@ def controls_box(w: Any, fields: CustomisePanel, backends: BackendPanel, button:
             fields.temperature,
             fields.max_tokens,
             w.HBox([fields.seed, fields.vertical], layout=w.Layout(align_items="center")),
+            fields.constrain,
             w.HTML("<b>模型 Backends</b>"),
             *backends.rows,
             button,

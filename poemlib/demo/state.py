@@ -25,11 +25,13 @@ class Customisation:
     temperature: float = 0.7
     max_new_tokens: int = 512
     seed: int = 0
+    constrain: bool = False  # 格律约束: the Qwen columns decode under the constraint (Gemini ignores it)
 
     @classmethod
     def from_defaults(cls, defaults: RequestDefaults) -> Customisation:
         """Where the fields start (configs/demo.yaml `defaults`)."""
-        return cls(temperature=defaults.temperature, max_new_tokens=defaults.max_new_tokens, seed=int(defaults.seed or 0))
+        return cls(temperature=defaults.temperature, max_new_tokens=defaults.max_new_tokens, seed=int(defaults.seed or 0),
+                   constrain=bool(defaults.constrain))
 
     def request(self) -> PoemRequest:
         """The PoemRequest these fields describe (a 词牌 only with 词); ValueError when they contradict."""
@@ -43,8 +45,7 @@ class Customisation:
             temperature=float(self.temperature),
             max_new_tokens=int(self.max_new_tokens),
             seed=int(self.seed),
-            # Per-request switches go here, each with a field above: issue 13's 格律约束 switch adds
-            # `constrain: bool = False` to the fields and `constrain=self.constrain` here (its widget in panels.py).
+            constrain=bool(self.constrain),
         )
 
 

@@ -47,6 +47,7 @@ FIELD_WIDGETS = {
     "temperature": "temperature",
     "max_new_tokens": "max_tokens",
     "seed": "seed",
+    "constrain": "constrain",
 }
 
 
@@ -78,6 +79,7 @@ class PoemStudio(ControllerEvents):
         self.sample_buttons, self.upload, self.preview, self.photo_caption = photo.sample_buttons, photo.upload, photo.preview, photo.caption
         self.prompt, self.poem_type, self.cipai, self.mood = fields.prompt, fields.poem_type, fields.cipai, fields.mood
         self.temperature, self.max_tokens, self.seed, self.vertical = fields.temperature, fields.max_tokens, fields.seed, fields.vertical
+        self.constrain = fields.constrain
         self.toggles, self.state_pills = toggles.toggles, toggles.state_pills
         self.headers, self.cards, self.columns = columns.headers, columns.cards, columns.columns
         self.generate_button = generate_button(w)
