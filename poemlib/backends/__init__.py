@@ -23,8 +23,6 @@ from poemlib.backends.base import (
 )
 from poemlib.backends.gemini import GeminiBackend, replay_server
 from poemlib.backends.qwen_engine import QwenBackend, QwenEngine, select_device_dtype
-from poemlib.qwen_vl import prepare_for_qwen, regularize_for_qwen
-from poemlib.qwen_vl import qwen_prompt_for, render_qwen_prompt
 from poemlib.backends.registry import clear_backends, load_backends
 from poemlib.backends.settings import (
     BackendsSettings,
@@ -32,6 +30,12 @@ from poemlib.backends.settings import (
     backends_config,
     load_profile,
     profile_config,
+)
+from poemlib.qwen_vl import (
+    prepare_for_qwen,
+    qwen_prompt_for,
+    regularize_for_qwen,
+    render_qwen_prompt,
 )
 
 __all__ = [

@@ -28,10 +28,9 @@ from poemlib.backends.base import (
     result_from_text,
 )
 from poemlib.backends.constraint import ConstraintEngines, ConstraintUnavailable
-from poemlib.qwen_vl import prepare_for_qwen
-from poemlib.qwen_vl import IM_END, qwen_prompt_for
 from poemlib.config import vision_budget
 from poemlib.images import BadImageError
+from poemlib.qwen_vl import IM_END, prepare_for_qwen, qwen_prompt_for
 from poemlib.schema import GenerationResult, PoemRequest, TokenUsage
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from poemlib.render.poem import (
+    badge_html,
+    meter_badges_html,
+    poem_lines_html,
+    tone_legend_html,
+    violations_html,
+)
 from poemlib.render.poem import escape as _e
-from poemlib.render.poem import badge_html, meter_badges_html, poem_lines_html, tone_legend_html, violations_html
 from poemlib.schema import Annotation, GenerationResult
 
 if TYPE_CHECKING:  # pragma: no cover
