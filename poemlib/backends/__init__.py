@@ -4,6 +4,7 @@
     gemini.py           GeminiBackend (annotation's request through poemlib.gemini), the offline replay server
     (the ONE qwen2_vl prompt and resize rule lives in poemlib.qwen_vl, shared with training)
     qwen_engine.py      QwenEngine (one model, batched generate, LoRA on/off) and QwenBackend (base / lora)
+    constraint.py       ConstraintEngines: 格律 constraint engines kept per form, a fresh processor per call (constrain=True)
     settings.py         configs/backends.yaml as validated settings; profile_config
     registry.py         load_backends (cached; base and lora share one engine), clear_backends
 
@@ -21,6 +22,7 @@ from poemlib.backends.base import (
     error_results,
     result_from_text,
 )
+from poemlib.backends.constraint import ConstrainedCall, ConstraintEngines, ConstraintUnavailable
 from poemlib.backends.gemini import GeminiBackend, replay_server
 from poemlib.backends.qwen_engine import QwenBackend, QwenEngine, select_device_dtype
 from poemlib.backends.registry import clear_backends, load_backends
@@ -43,6 +45,9 @@ __all__ = [
     "Backend",
     "BackendStatus",
     "BackendsSettings",
+    "ConstrainedCall",
+    "ConstraintEngines",
+    "ConstraintUnavailable",
     "GeminiBackend",
     "ImageInput",
     "ProfileSettings",
