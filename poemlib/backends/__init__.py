@@ -22,7 +22,11 @@ from poemlib.backends.base import (
     error_results,
     result_from_text,
 )
-from poemlib.backends.constraint import ConstrainedCall, ConstraintEngines, ConstraintUnavailable
+from poemlib.backends.constraint import (
+    ConstrainedCall,
+    ConstraintEngines,
+    ConstraintUnavailable,
+)
 from poemlib.backends.gemini import GeminiBackend, replay_server
 from poemlib.backends.qwen_engine import QwenBackend, QwenEngine, select_device_dtype
 from poemlib.backends.registry import clear_backends, load_backends
