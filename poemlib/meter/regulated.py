@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -106,15 +105,17 @@ class _Rhyme:
 
 def _pick_group(even: list[Reading], first: Reading) -> str | None:
     """The rhyme group shared by most even-line endings (ties: the one the first line shares, then first seen)."""
-    counts: Counter[str] = Counter()
-    order: dict[str, int] = {}
+    counts: dict[str, int] = {}  # insertion order is the order first seen
     for rd in even:
-        for group in sorted(rd.groups):
-            counts[group] += 1
-            order.setdefault(group, len(order))
-    if not counts:
-        return None
-    return max(counts, key=lambda g: (counts[g], g in first.groups, -order[g]))
+        groups = rd.groups
+        for group in sorted(groups) if len(groups) > 1 else groups:
+            counts[group] = counts.get(group, 0) + 1
+    best, best_key = None, None
+    for group, count in counts.items():
+        key = (count, group in first.groups)
+        if best_key is None or key > best_key:  # strictly better: ties keep the group seen first
+            best, best_key = group, key
+    return best
 
 
 _RhymeFault = tuple[str, int, int, str, str]  # rule, 1-based line, position, character, message
@@ -161,12 +162,23 @@ def _repeated_rhymes(lines: list[str], positions: list[int]) -> list[_RhymeFault
     seen: dict[str, int] = {}
     for idx in positions:
         ch = lines[idx][-1]
-        key = to_simplified(ch)
+        key = _simplified(ch)
         if key in seen:
             out.append(("重韵", idx + 1, len(lines[idx]), ch, f"「{ch}」 already rhymes line {seen[key]}"))
         else:
             seen[key] = idx + 1
     return out
+
+
+_SIMPLIFIED: dict[str, str] = {}
+
+
+def _simplified(ch: str) -> str:
+    """Simplified form of one character (cached: asked for every rhyme character)."""
+    found = _SIMPLIFIED.get(ch)
+    if found is None:
+        found = _SIMPLIFIED[ch] = to_simplified(ch)
+    return found
 
 
 def _check_rhyme(lines: list[str], mode: str) -> _Rhyme:
@@ -259,8 +271,8 @@ _Spec = tuple[str, int, int, str]  # rule, 1-based line, 1-based position, messa
 def _check_tone(lines: list[str], tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[Violation], list[str], int, int]:
     """粘对 and per-line rules, choosing each line's 2nd-character tone to explain the poem with fewest faults."""
     # A rhyme position is 平 by definition: a polyphonic rhyme character (看) counts as 平 there, so 三平尾 shows.
-    for i in [*range(1, len(tones), 2), *([0] if first_rhymes else [])]:
-        if tones[i][-1] == EITHER:
+    for i in range(0 if first_rhymes else 1, len(tones), 1 if first_rhymes else 2):
+        if (i % 2 or i == 0) and tones[i][-1] == EITHER:
             tones[i] = (*tones[i][:-1], PING)
     specs, notes, second, first_ending = _tone_plan(tones, first_rhymes)
     out = [violation("tone", rule, line, pos, lines[line - 1][pos - 1], message) for rule, line, pos, message in specs]
@@ -297,12 +309,12 @@ def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_
     first_ending = last_first if last_first in (PING, ZE) else (PING if first_rhymes else ZE)
     count = len(tones)
     options = []
-    for i, line_tones in enumerate(tones):
+    for i, row in enumerate(tones):
         if i % 2:
-            options.append(_line_options((line_tones, PING, None, False)))
+            options.append(_line_options((row, PING, None, False)))
         else:
-            partner_third = tones[i + 1][len(line_tones) - 3] if i + 1 < count else None
-            options.append(_line_options((line_tones, first_ending if i == 0 else ZE, partner_third, i == 0)))
+            partner_third = tones[i + 1][len(row) - 3] if i + 1 < count else None
+            options.append(_line_options((row, first_ending if i == 0 else ZE, partner_third, i == 0)))
     states = _best_states(options)
     specs: list[_Spec] = []
     notes: list[str] = []

@@ -8,9 +8,9 @@ from itertools import pairwise
 
 # Hard breaks end a 句 or 逗; Chinese (full width, half width, small forms) and ASCII forms all occur.
 _BREAKS = "，。！？；、,.!?;：:…/|｜｡､﹐﹑﹒﹔﹕﹖﹗．"
-_BREAK_RE = re.compile(f"[{re.escape(_BREAKS)}\n]+")
 # A run of these alone is a pause inside a line (「长向月圆时候、望人归」), not a line end.
-_PAUSES = frozenset("、､﹑")
+_PAUSE_CHARS = "、､﹑"
+_BREAK_SPLIT_RE = re.compile(f"([{re.escape(_BREAKS)}\n]+)")
 # Dropped entirely: quotes, brackets, decoration and the stray Latin-1/CJK punctuation models add.
 _DROP_RE = re.compile(r"[“”‘’\"'「」『』《》〈〉()（）【】\[\]·・—–\-~～*#_\\]")
 # A title the model repeats inside the poem (《早发白帝城》) is not part of any line.
@@ -44,13 +44,20 @@ def _segment(piece: str, pause: bool) -> Segment | None:
 
 def _segments(chunk: str) -> list[Segment]:
     """Split one stanza (already stripped of dropped marks) into segments at hard breaks, keeping spaces as soft breaks."""
-    out, start = [], 0
-    for match in [*_BREAK_RE.finditer(chunk), None]:
-        stop = match.start() if match else len(chunk)
-        seg = _segment(chunk[start:stop], bool(match) and set(match.group()) <= _PAUSES)
+    parts = _BREAK_SPLIT_RE.split(chunk)  # text, break, text, break, …, text
+    spaced = _SPACE_RE.search(chunk) is not None
+    out = []
+    last = len(parts) - 1
+    for k in range(0, len(parts), 2):
+        piece = parts[k]
+        pause = k < last and not parts[k + 1].strip(_PAUSE_CHARS)
+        if not spaced:
+            if piece:
+                out.append(Segment(piece, (), pause))
+            continue
+        seg = _segment(piece, pause)
         if seg is not None:
             out.append(seg)
-        start = match.end() if match else stop
     return out
 
 
