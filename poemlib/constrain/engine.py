@@ -40,6 +40,7 @@ class Allowed:
 
     ids: torch.Tensor | None = None
     banned: torch.Tensor | None = None
+    probe: torch.Tensor | None = None  # with `banned`: a few allowed ids, to see cheaply that a row is not all -inf
 
     @property
     def unconstrained(self) -> bool:
@@ -186,7 +187,12 @@ class ConstraintEngine:
         banned = {"start": table.start_banned, "text": table.text_banned, "alone": table.alone_banned, "end": table.end_banned}[text]
         if closing is not None:
             banned = banned[~torch.isin(banned, closing)]
-        return Allowed(banned=banned)
+        keep = np.ones(min(table.size, 4096), dtype=bool)
+        keep[banned[banned < len(keep)].numpy()] = False
+        probe = torch.from_numpy(np.flatnonzero(keep)[:64])
+        if closing is not None:
+            probe = torch.cat([closing, probe])
+        return Allowed(banned=banned, probe=probe)
 
     def _line_allowed(self, state: State, segment: Line) -> Allowed:
         """Union over still-open templates of the tokens that fit the rest of this line (cached per state key)."""
