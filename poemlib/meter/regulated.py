@@ -279,7 +279,8 @@ def _check_tone(lines: list[str], tones: list[tuple[int, ...]], first_rhymes: bo
     return out, notes, second, first_ending
 
 
-_LineOption = tuple[float, tuple[_Found, ...], tuple[str, ...], bool]  # cost, faults, notes, 2nd-position fault
+# cost, faults (sorted by position), notes, 2nd-position fault, number of faults before position 2
+_LineOption = tuple[float, tuple[_Found, ...], tuple[str, ...], bool, int]
 _OptionKey = tuple[tuple[int, ...], int, int | None, bool]
 # A plain dict (cleared when full): an lru_cache call costs more than the lookup it saves on a poem's 8 lines.
 _OPTIONS: dict[_OptionKey, tuple[_LineOption, _LineOption]] = {}
@@ -296,11 +297,17 @@ def _line_options(key: _OptionKey) -> tuple[_LineOption, _LineOption]:
     for second in (PING, ZE):
         cost, faults, notes = _line_faults(tones, second, ending, partner_third, is_first)
         second_fault = bool(faults) and faults[0][1] == 2 and faults[0][0] == "二四六分明"
-        out.append((cost, faults, notes, second_fault))
+        ordered = tuple(sorted(faults, key=_fault_position))
+        out.append((cost, ordered, notes, second_fault, sum(1 for fault in ordered if fault[1] < 2)))
     if len(_OPTIONS) >= _OPTIONS_SIZE:
         _OPTIONS.clear()
     found = _OPTIONS[key] = (out[0], out[1])
     return found
+
+
+def _fault_position(fault: _Found) -> int:
+    """Sort key of a line's fault: its position."""
+    return fault[1]
 
 
 def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_Spec], list[str], int, int]:
@@ -320,6 +327,10 @@ def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_
     notes: list[str] = []
     for i, state in enumerate(states):
         option = options[i][0 if state == PING else 1]
+        faults, before = option[1], option[4]
+        # Faults in line and position order: the line's faults before position 2, its 粘/对 faults, the rest.
+        if before:
+            specs.extend([(rule, i + 1, pos, message) for rule, pos, message in faults[:before]])
         if i > 0:
             wanted_same = i % 2 == 0
             if (state == states[i - 1]) != wanted_same:
@@ -330,17 +341,11 @@ def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_
                 # The 2nd character itself breaks 粘/对 as well as 二四六分明 (巨龙卧波: 龙 平 after a 仄 line).
                 rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
                 specs.append((rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2 (its own tone breaks the {rule[1]})"))
-        if option[1]:
-            specs.extend([(rule, i + 1, pos, message) for rule, pos, message in option[1]])
+        if len(faults) > before:
+            specs.extend([(rule, i + 1, pos, message) for rule, pos, message in faults[before:]])
         if option[2]:
             notes.extend([note.replace("{n}", str(i + 1)) for note in option[2]])
-    specs.sort(key=_spec_order)
     return specs, notes, states[0], first_ending
-
-
-def _spec_order(spec: _Spec) -> tuple[int, int]:
-    """Sort key of a fault: line, then position."""
-    return spec[1], spec[2]
 
 
 def _best_states(options: list[tuple[_LineOption, _LineOption]]) -> list[int]:
@@ -348,13 +353,14 @@ def _best_states(options: list[tuple[_LineOption, _LineOption]]) -> list[int]:
     cost_p, cost_z = options[0][0][0], options[0][1][0]
     back: list[tuple[bool, bool]] = []  # per line after the first: did the 平 / 仄 state come from the same state?
     for i in range(1, len(options)):
-        wanted_same = i % 2 == 0
-        same_step, cross_step = (0, 1) if wanted_same else (1, 0)
-        p_same, p_cross = cost_p + same_step, cost_z + cross_step
-        z_same, z_cross = cost_z + same_step, cost_p + cross_step
-        back.append((p_same <= p_cross, z_same <= z_cross))
-        cost_p = (min(p_same, p_cross)) + options[i][0][0]
-        cost_z = (min(z_same, z_cross)) + options[i][1][0]
+        if i % 2 == 0:  # 粘: the same state is free, a change costs 1
+            p_same, p_cross, z_same, z_cross = cost_p, cost_z + 1, cost_z, cost_p + 1
+        else:  # 对: a change is free
+            p_same, p_cross, z_same, z_cross = cost_p + 1, cost_z, cost_z + 1, cost_p
+        keep_p, keep_z = p_same <= p_cross, z_same <= z_cross
+        back.append((keep_p, keep_z))
+        cost_p = (p_same if keep_p else p_cross) + options[i][0][0]
+        cost_z = (z_same if keep_z else z_cross) + options[i][1][0]
     state = PING if cost_p <= cost_z else ZE
     states = [state]
     for from_same_p, from_same_z in reversed(back):
