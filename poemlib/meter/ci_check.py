@@ -29,6 +29,8 @@ class _Written:
     breaks: dict[int, str]  # offset → 'stanza' | 'line' | 'pause' (、) | 'soft' (a space)
     n_stanzas: int
     segment_ends: tuple[int, ...]
+    line_breaks: tuple[int, ...]  # offsets of 'line' and 'stanza' breaks, in order
+    stanza_breaks: tuple[int, ...]  # offsets of 'stanza' breaks, in order
 
 
 def _written(stanzas: list[list[Segment]]) -> _Written:
@@ -45,7 +47,10 @@ def _written(stanzas: list[list[Segment]]) -> _Written:
             last = index == len(stanza) - 1
             breaks[pos] = "stanza" if last and number < len(stanzas) - 1 else ("pause" if seg.pause and not last else "line")
     breaks.pop(pos, None)
-    return _Written("".join(text), breaks, len(stanzas), tuple(ends))
+    ordered = sorted(breaks.items())
+    line_breaks = tuple(p for p, kind in ordered if kind in ("line", "stanza"))
+    stanza_breaks = tuple(p for p, kind in ordered if kind == "stanza")
+    return _Written("".join(text), breaks, len(stanzas), tuple(ends), line_breaks, stanza_breaks)
 
 
 @dataclass
@@ -81,16 +86,17 @@ def _form_faults(w: _Written, v: Variant) -> tuple[list[_Fault], list[_Fault]]:
     hard: list[_Fault] = []
     soft: list[_Fault] = []
     ends = v.ends
-    for pos, kind in sorted(w.breaks.items()):
-        if kind in ("line", "stanza") and pos not in ends:
+    for pos in w.line_breaks:
+        if pos not in ends:
             soft.append(("form", "句读", pos - 1, f"a break after character {pos}, inside a 句 of the 谱"))
+    chars, breaks = v.chars, w.breaks
     for pos, mark in ends.items():
-        if pos < v.chars and pos not in w.breaks and mark != "读":
+        if pos < chars and pos not in breaks and mark != "读":
             unit = mark in "韵叶叠"
             fault = ("form", "词牌句式", pos - 1, f"the 谱 ends a {'rhyme unit' if unit else '句'} here; the text runs on")
             (hard if unit else soft).append(fault)
     if w.n_stanzas > 1:
-        written = sorted(p for p, kind in w.breaks.items() if kind == "stanza")
+        written = w.stanza_breaks
         if w.n_stanzas != v.pian:
             hard.append(("form", "分片", None, f"{w.n_stanzas} stanzas written, the 体 has {v.pian} 片"))
         else:
@@ -103,7 +109,7 @@ def _form_faults(w: _Written, v: Variant) -> tuple[list[_Fault], list[_Fault]]:
 
 def _tone_faults(tones: list[int], v: Variant) -> list[_Fault]:
     """Characters whose only tone is the opposite of the 谱's 平 or 仄."""
-    return [("tone", "词谱平仄", pos, "should be " + want) for pos, want, opposite in v.strict if tones[pos] == opposite]
+    return [fault for pos, opposite, fault in v.strict_faults if tones[pos] == opposite]
 
 
 def _rhyme_faults(text: str, v: Variant, mode: str = "pingshui") -> tuple[list[_Fault], list[str], list[str]]:
@@ -197,13 +203,21 @@ def _violations(trial: _Trial, text: str, ends: list[int]) -> list[Violation]:
     starts = [0, *ends[:-1]]
     line_patterns = [trial.variant.pattern[a:b] for a, b in zip(starts, ends)]
     label = trial.variant.label
+    last = len(ends) - 1
+    tone_messages: dict[tuple[str, int], str] = {}  # a 词 has dozens of tone faults, few distinct messages
     for category, rule, offset, message in trial.form + trial.tone + trial.rhyme:
         if offset is None:
             out.append(violation(category, rule, None, None, None, message))
             continue
-        index = min(bisect_right(ends, offset), len(ends) - 1)
+        index = bisect_right(ends, offset)
+        if index > last:
+            index = last
         if category == "tone":
-            message = f"{message} in {line_patterns[index]} ({label})"
+            key = (message, index)
+            found = tone_messages.get(key)
+            if found is None:
+                found = tone_messages[key] = f"{message} in {line_patterns[index]} ({label})"
+            message = found
         out.append(violation(category, rule, index + 1, offset - starts[index] + 1, text[offset], message))
     return out
 

@@ -62,7 +62,7 @@ class Variant:
     pian: int
     origin: str
 
-    @property
+    @cached_property
     def chars(self) -> int:
         """Number of characters."""
         return len(self.pattern)
@@ -111,6 +111,11 @@ class Variant:
         """(position, 平 or 仄, the opposite tone's bit) for every position the 谱 does not leave open (中)."""
         opposite = {"平": ZE, "仄": PING}
         return tuple((pos, want, opposite[want]) for pos, want in enumerate(self.pattern) if want != "中")
+
+    @cached_property
+    def strict_faults(self) -> tuple[tuple[int, int, tuple[str, str, int, str]], ...]:
+        """(position, the opposite tone's bit, the fault to report there) for every strict position, built once."""
+        return tuple((pos, opposite, ("tone", "词谱平仄", pos, "should be " + want)) for pos, want, opposite in self.strict)
 
     @cached_property
     def rhyme_tone(self) -> dict[int, str]:

@@ -117,17 +117,18 @@ def _field_defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[tuple[s
     return found
 
 
-_VIOLATION_FIELDS = frozenset(("category", "rule", "line", "position", "char", "message"))
+_VIOLATION_FIELDS = {"category", "rule", "line", "position", "char", "message"}
+_new_violation = Violation.__new__
+_set = object.__setattr__
 
 
 def violation(category: Category, rule: str, line: int | None, position: int | None, char: str | None, message: str) -> Violation:
-    """A Violation of engine-built values (all six fields set), without validation."""
-    model = Violation.__new__(Violation)
-    data = {"category": category, "rule": rule, "line": line, "position": position, "char": char, "message": message}
-    object.__setattr__(model, "__dict__", data)
-    object.__setattr__(model, "__pydantic_fields_set__", set(_VIOLATION_FIELDS))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    """A Violation of engine-built values (all six fields set), without validation (a 词 may have dozens)."""
+    model = _new_violation(Violation)
+    _set(model, "__dict__", {"category": category, "rule": rule, "line": line, "position": position, "char": char, "message": message})
+    _set(model, "__pydantic_fields_set__", _VIOLATION_FIELDS.copy())
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
     return model
 
 
