@@ -209,9 +209,7 @@ def _violations(trial: _Trial, text: str, ends: list[int]) -> list[Violation]:
         if offset is None:
             out.append(violation(category, rule, None, None, None, message))
             continue
-        index = bisect_right(ends, offset)
-        if index > last:
-            index = last
+        index = min(bisect_right(ends, offset), last)
         if category == "tone":
             key = (message, index)
             found = tone_messages.get(key)
