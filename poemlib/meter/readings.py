@@ -304,9 +304,10 @@ def line_marks(line: str, mode: str = "pingshui") -> list[str]:
 def uncertain_chars(lines: list[str], mode: str = "pingshui") -> list[str]:
     """Characters of the lines read by modern Mandarin fallback, in order of first appearance (lines already read)."""
     uncertain = _UNCERTAIN[mode]
-    if uncertain.isdisjoint("".join(lines)):
+    text = "".join(lines)
+    if uncertain.isdisjoint(text):
         return []
-    return list(dict.fromkeys(ch for line in lines for ch in line if ch in uncertain))
+    return [ch for ch in dict.fromkeys(text) if ch in uncertain]
 
 
 # 邻韵 (neighbouring groups) a rhyming first line may borrow from.
