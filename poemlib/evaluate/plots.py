@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from poemlib.evaluate.variants import is_constrained_name
+
 log = logging.getLogger(__name__)
 
 RATE_COLUMNS = ["json_parse_rate", "schema_valid_rate", "unfit_rate", "type_adherence", "form_pass", "tone_pass", "rhyme_pass"]
@@ -43,7 +45,9 @@ def _bars(plt: Any, summary: Any, columns: list[str], title: str, path: Path, yl
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(cols) * max(1, len(data)) / 2 + 3), 3.8))
     width = 0.8 / max(1, len(data))
     for i, (name, row) in enumerate(data.iterrows()):
-        ax.bar([j + i * width for j in range(len(cols))], row.values, width=width, label=name)
+        # a constrained twin (base+格律) is hatched, so each pair reads as one model with and without the constraint
+        ax.bar([j + i * width for j in range(len(cols))], row.values, width=width, label=name,
+               hatch="//" if is_constrained_name(str(name)) else None)
     ax.set_xticks([j + width * (len(data) - 1) / 2 for j in range(len(cols))])
     ax.set_xticklabels(cols, rotation=20, ha="right")
     ax.set_ylim(*ylim)
