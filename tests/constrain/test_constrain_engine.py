@@ -94,11 +94,6 @@ def test_budget_that_cannot_hold_the_form_is_refused(qwen_vocab: Vocabulary) -> 
         build_logits_processor(qwen_vocab, PoemRequest(poem_type="七言律诗"), max_new_tokens=50)
 
 
-def test_ci_is_reported_pending(qwen_vocab: Vocabulary) -> None:
-    with pytest.raises(ValueError, match="词谱"):
-        build_engine(qwen_vocab, "词", "如梦令")
-
-
 def test_vocabulary_that_cannot_spell_the_json_is_refused() -> None:
     han_only = Vocabulary(tuple(ch.encode() for ch in "春眠不觉晓处闻啼鸟"), stop_ids=(9,), logits_size=10)
     with pytest.raises(ValueError, match="cannot spell"):
