@@ -6,7 +6,7 @@ import json
 import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from poemlib.meter.charforms import is_han as _is_han
 from poemlib.meter.charforms import (
@@ -281,24 +281,42 @@ def _read_all(text: str, mode: str) -> None:
             reading(ch, mode)
 
 
-def line_tones(line: str, mode: str = "pingshui") -> tuple[int, ...]:
-    """The tone bits of every character of a line."""
-    tones = _TONES[mode]
+# Whole lines repeat across a corpus (clean's records recombine known lines; famous lines recur), so the tones
+# and marks of a line are kept per line string too; bounded, cleared when full.
+_LINE_TONES: dict[str, dict[str, tuple[int, ...]]] = {"pingshui": {}, "xinyun": {}}
+_LINE_MARKS: dict[str, dict[str, tuple[str, ...]]] = {"pingshui": {}, "xinyun": {}}
+_LINE_CACHE_SIZE = 1 << 16
+
+
+def _per_char(table: dict[str, Any], line: str, mode: str) -> tuple[Any, ...]:
+    """The table's value for every character of a line, reading characters not seen before."""
     try:
-        return tuple(map(tones.__getitem__, line))
+        return tuple(map(table.__getitem__, line))
     except KeyError:
         _read_all(line, mode)
-        return tuple(map(tones.__getitem__, line))
+        return tuple(map(table.__getitem__, line))
+
+
+def line_tones(line: str, mode: str = "pingshui") -> tuple[int, ...]:
+    """The tone bits of every character of a line."""
+    cache = _LINE_TONES[mode]
+    found = cache.get(line)
+    if found is None:
+        if len(cache) >= _LINE_CACHE_SIZE:
+            cache.clear()
+        found = cache[line] = _per_char(_TONES[mode], line, mode)
+    return found
 
 
 def line_marks(line: str, mode: str = "pingshui") -> list[str]:
-    """The report mark (平, 仄, either, unknown) of every character of a line."""
-    marks = _MARKS[mode]
-    try:
-        return list(map(marks.__getitem__, line))
-    except KeyError:
-        _read_all(line, mode)
-        return list(map(marks.__getitem__, line))
+    """The report mark (平, 仄, either, unknown) of every character of a line (a fresh list)."""
+    cache = _LINE_MARKS[mode]
+    found = cache.get(line)
+    if found is None:
+        if len(cache) >= _LINE_CACHE_SIZE:
+            cache.clear()
+        found = cache[line] = _per_char(_MARKS[mode], line, mode)
+    return list(found)
 
 
 def uncertain_chars(lines: list[str], mode: str = "pingshui") -> list[str]:
