@@ -12,6 +12,8 @@ from poemlib.constrain.form import FormFamily, LineSpec
 from poemlib.constrain.program import FreeText, Line, Literal, Program, Stop
 from poemlib.constrain.tables import MAX_LITERAL_TOKEN_BYTES, TokenTable
 
+LINE_CACHE_ENTRIES = 1024  # allowed sets kept per engine (each up to ~15k ids)
+
 
 @dataclass(frozen=True)
 class State:
@@ -62,7 +64,8 @@ class ConstraintEngine:
         self.stop_ids = torch.as_tensor(list(table.vocab.stop_ids), dtype=torch.long)
         self._literal_cache: dict[tuple[int, int, bytes], torch.Tensor] = {}
         self._free_cache: dict[tuple, Allowed] = {}
-        self._line_cache: dict[tuple, Allowed] = {}
+        self._line_cache: dict[tuple, tuple[Allowed, torch.Tensor, list[tuple[int, torch.Tensor]]]] = {}
+        self._used_cache: dict[frozenset[str], torch.Tensor] = {}
         self._eligible: dict[int, tuple[frozenset[str], ...]] = {}
         self._check_program(program, seen=set())
 
@@ -195,21 +198,40 @@ class ConstraintEngine:
         return Allowed(banned=banned, probe=probe)
 
     def _line_allowed(self, state: State, segment: Line) -> Allowed:
-        """Union over still-open templates of the tokens that fit the rest of this line (cached per state key)."""
-        key = (id(state.program), segment.index, state.chars, state.templates, state.groups, state.used)
+        """Union over still-open templates of the tokens that fit the rest of this line: the part without used rhyme
+        characters is cached per state key (bounded: sets are up to ~15k ids); used ones are taken out per call."""
+        key = (id(state.program), segment.index, state.chars, state.templates, state.groups)
         found = self._line_cache.get(key)
         if found is None:
-            if len(self._line_cache) > 20000:  # used-rhyme combinations are many under sampling: bound the memory
+            if len(self._line_cache) >= LINE_CACHE_ENTRIES:
                 self._line_cache.clear()
-            found = self._line_cache[key] = Allowed(ids=torch.from_numpy(self._line_ids(state, segment)))
+            found = self._line_cache[key] = self._line_parts(state, segment)
+        plain, base, rhyming = found
+        if not any(state.used[rset] for rset, _ in rhyming):
+            return plain
+        parts = [base]
+        for rset, ids in rhyming:
+            used = state.used[rset]
+            parts.append(ids[~torch.isin(ids, self._used_ids(used))] if used else ids)
+        return Allowed(ids=torch.cat(parts))
+
+    def _used_ids(self, used: frozenset[str]) -> torch.Tensor:
+        """Tokens ending in an already used rhyme character (cached per set: rows of a batch share them)."""
+        found = self._used_cache.get(used)
+        if found is None:
+            if len(self._used_cache) >= LINE_CACHE_ENTRIES:
+                self._used_cache.clear()
+            found = self._used_cache[used] = torch.from_numpy(self.table.used_ids(used))
         return found
 
-    def _line_ids(self, state: State, segment: Line) -> np.ndarray:
-        """Ids (possibly repeated) of pure-汉字 tokens fitting some open template's rest of the line."""
+    def _line_parts(self, state: State, segment: Line) -> tuple[Allowed, torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """(every fitting token when no rhyme character is used yet, the tokens not ending a rhyme, the rhyming
+        tokens by rhyme set): ids possibly repeated across templates, which a scatter does not mind."""
         family = state.program.family
         assert family is not None
         seen: set[tuple] = set()
         parts: list[np.ndarray] = []
+        rhyming: list[tuple[int, torch.Tensor]] = []
         for t_index, template in enumerate(family.templates):
             if not state.templates >> t_index & 1:
                 continue
@@ -224,10 +246,9 @@ class ConstraintEngine:
                 parts.append(exact)
                 continue
             keys = frozenset(g + line.rhyme_suffix for g in state.groups[line.rhyme])
-            rhyming = self.table.rhyming(exact, reqs, keys)
-            used = state.used[line.rhyme]
-            parts.append(rhyming[~np.isin(rhyming, self.table.used_ids(used))] if used else rhyming)
-        return np.concatenate(parts)
+            rhyming.append((line.rhyme, torch.from_numpy(self.table.rhyming(exact, reqs, keys))))
+        base = torch.from_numpy(np.concatenate(parts))
+        return Allowed(ids=torch.cat([base] + [ids for _, ids in rhyming])), base, rhyming
 
     # -- transitions -----------------------------------------------------------------------------------------------
     def advance(self, state: State, token_id: int) -> State:

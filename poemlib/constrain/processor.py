@@ -72,6 +72,8 @@ class PoemConstraintProcessor(LogitsProcessor):
         key = (id(ids), device)
         found = self._device_ids.get(key)
         if found is None or found[0] is not ids:
+            if len(self._device_ids) >= 256:  # sets made per call (used rhymes taken out) would pile up
+                self._device_ids.clear()
             found = self._device_ids[key] = (ids, ids.to(device))
         return found[1]
 

@@ -19,6 +19,7 @@ from poemlib.meter.readings import EITHER, PING, ZE, reading, to_simplified
 MAX_HAN = 8  # longest pure-汉字 token used inside a line (longer ones are never needed and rare)
 PAD_CODE = 4  # tone code of the padding past a token's last character; never allowed by a requirement
 MAX_LITERAL_TOKEN_BYTES = 32
+FIT_CACHE_ENTRIES = 1024  # fit sets kept per table (each up to ~15k ids)
 CI_SUFFIX = {PING: "平", ZE: "仄"}  # a 词 rhyme key is a 词林正韵 部 name plus the tone it is read in there
 
 
@@ -109,6 +110,9 @@ class TokenTable:
                 fits &= allowed[codes[:, k]] | (lengths <= k)
             short = rows[fits & (lengths < len(reqs))]
             exact = rows[fits & (lengths == len(reqs))]
+            if len(self._fit_cache) >= FIT_CACHE_ENTRIES:  # 词 of every 词牌 meet thousands of distinct runs
+                self._fit_cache.clear()
+                self._rhyme_cache.clear()
             found = self._fit_cache[reqs] = (short, exact)
         return found
 
@@ -118,6 +122,8 @@ class TokenTable:
         found = self._rhyme_cache.get(cache_key)
         if found is None:
             pool = np.concatenate([self.key_ids.get(k, np.empty(0, np.int64)) for k in keys] or [np.empty(0, np.int64)])
+            if len(self._rhyme_cache) >= FIT_CACHE_ENTRIES:
+                self._rhyme_cache.clear()
             found = self._rhyme_cache[cache_key] = exact[np.isin(exact, pool)]
         return found
 
