@@ -109,5 +109,7 @@ def test_cli_evaluate_constrain(tiny_qwen_dir, adapter, photo_folder, tmp_path) 
         clear_backends()
     assert result.exit_code == 0, result.output
     assert "base+格律" in result.output
-    samples = (out / "samples.csv").read_text(encoding="utf-8").splitlines()
-    assert len(samples) == 3 and samples[0].split(",").count("constrained") == 1
+    import pandas as pd
+
+    samples = pd.read_csv(out / "samples.csv")
+    assert samples.set_index("backend")["constrained"].to_dict() == {"base": False, "base+格律": True}
