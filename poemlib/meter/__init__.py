@@ -16,13 +16,6 @@ from poemlib.meter.annotation import (
     annotation_fields,
     check_annotation,
 )
-from poemlib.meter.cipai import (
-    check_ci,
-    cipai_names,
-    closest_names,
-    parse_cipai,
-    title_head,
-)
 from poemlib.meter.poem_types import infer_poem_type, normalise_poem_type
 from poemlib.meter.readings import MODES, line_marks, uncertain_chars
 from poemlib.meter.regulated import FORMS, check_regular
@@ -32,6 +25,8 @@ from poemlib.schema import POEM_TYPES
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from poemlib.meter.cipai import parse_cipai
 
 __all__ = [
     "CIPAI_NAMES",
@@ -53,9 +48,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """CIPAI_NAMES is built on first use so importing the engine stays cheap."""
+    """The 词牌 names and parse_cipai come from the 词 checker, loaded on first use: a 近体-only run never needs it."""
     if name == "CIPAI_NAMES":
+        from poemlib.meter.cipai import cipai_names
+
         return cipai_names()
+    if name == "parse_cipai":
+        from poemlib.meter.cipai import parse_cipai
+
+        return parse_cipai
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -90,6 +91,9 @@ def check(poem_type: str, poem_content: str, title: str | None = None, mode: str
 
 def _check_ci_fields(title: str | None, stanzas: list[list[Segment]], mode: str = "pingshui") -> dict[str, Any]:
     """Report fields for a 词: form, 平仄 and rhyme against the best fitting 体 of its 词牌."""
+    # The 词 checker (its 词谱 and config) is imported on the first 词, keeping the engine's import cheap for 近体.
+    from poemlib.meter.cipai import check_ci, closest_names, parse_cipai, title_head
+
     name = parse_cipai(title)
     if not stanzas:
         empty = Violation(category="form", rule="句数", message="the poem is empty")
