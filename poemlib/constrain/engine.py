@@ -54,7 +54,8 @@ class ConstraintEngine:
     """Allowed tokens and transitions for one answer program over one token table.
 
     Dead ends cannot occur: every literal is spellable byte by byte, every tone requirement has a one-character
-    token, a rhyme group is only open if it has enough distinct one-character rhyme tokens for all its slots, and
+    token, a rhyme group is only open if it has enough distinct one-character rhyme tokens for all its slots under
+    every rhyme key they use (词: the 部 read 平 or 仄 as the slot's tone asks, so they also fit its tone), and
     free strings close (only) when the remaining budget is just enough for the worst case of the rest.
     """
 
