@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import json
 
-import typer
 from typer.testing import CliRunner
 
 from .ci_texts import CANONICAL_CI
+from .cli import check_app
 
 SHUIDIAO = next(text for title, text, _ in CANONICAL_CI if title == "水调歌头")
 
 
-def _cli_app() -> typer.Typer:
-    """A Typer app holding only the check command."""
-    from poemlib.commands import check as check_command
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """Group so that `check` stays a sub-command."""
-
-    check_command.register(app)
-    return app
-
-
 def test_ci_report_from_the_command_line() -> None:
     for title in ("水调歌头", "水调歌头·明月几时有", "水調歌頭·丙辰中秋"):
-        result = CliRunner().invoke(_cli_app(), ["check", "--type", "词", "--title", title, SHUIDIAO])
+        result = CliRunner().invoke(check_app(), ["check", "--type", "词", "--title", title, SHUIDIAO])
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         assert (data["form_ok"], data["tone_ok"], data["rhyme_ok"]) == (True, True, True)
@@ -37,16 +23,16 @@ def test_ci_report_from_the_command_line() -> None:
 
 
 def test_unknown_cipai_is_refused_with_the_closest_names() -> None:
-    result = CliRunner().invoke(_cli_app(), ["check", "--type", "词", "--title", "水调哥头·中秋", SHUIDIAO])
+    result = CliRunner().invoke(check_app(), ["check", "--type", "词", "--title", "水调哥头·中秋", SHUIDIAO])
     assert result.exit_code != 0
     assert "水调哥头" in result.output and "水调歌头" in result.output
-    untitled = CliRunner().invoke(_cli_app(), ["check", "--type", "词", SHUIDIAO])
+    untitled = CliRunner().invoke(check_app(), ["check", "--type", "词", SHUIDIAO])
     assert untitled.exit_code != 0 and "--title" in untitled.output
 
 
 def test_stdin_and_a_broken_rhyme() -> None:
     broken = SHUIDIAO.replace("把酒问青天", "把酒问青地")  # a 仄 character of 第三部 where 第七部 平 rhymes
-    result = CliRunner().invoke(_cli_app(), ["check", "--type", "宋词", "--title", "水调歌头", "-"], input=broken)
+    result = CliRunner().invoke(check_app(), ["check", "--type", "宋词", "--title", "水调歌头", "-"], input=broken)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["tone_ok"] is False and data["rhyme_ok"] is False

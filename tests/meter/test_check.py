@@ -12,7 +12,6 @@ import json
 import sys
 
 import pytest
-import typer
 from pypinyin import Style, pinyin
 from typer.testing import CliRunner
 
@@ -29,6 +28,7 @@ from poemlib.meter import (
 from poemlib.meter.cipai import load_cipai
 from poemlib.meter.readings import pingshui_reading
 from poemlib.schema import POEM_TYPES
+from tests.meter.cli import check_app
 
 # ---------------------------------------------------------------------------
 # Poems
@@ -505,22 +505,8 @@ def test_add_meter_columns() -> None:
     assert "meter_form_ok" not in df.columns
 
 
-def _cli_app() -> typer.Typer:
-    """A Typer app holding only the check command (isolated from other stages' commands)."""
-    from poemlib.commands import check as check_command
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """Group so that `check` stays a sub-command."""
-
-    check_command.register(app)
-    return app
-
-
 def test_cli_checks_one_poem() -> None:
-    result = CliRunner().invoke(_cli_app(), ["check", "--type", "七言律诗", HUANGHELOU])
+    result = CliRunner().invoke(check_app(), ["check", "--type", "七言律诗", HUANGHELOU])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["form_ok"], data["tone_ok"], data["rhyme_ok"]) == (True, False, True)
@@ -529,12 +515,12 @@ def test_cli_checks_one_poem() -> None:
 
 def test_cli_reads_stdin_title_and_mode() -> None:
     runner = CliRunner()
-    result = runner.invoke(_cli_app(), ["check", "--type", "七言绝句", "--mode", "xinyun", "-"], input=SHANXING + "\n")
+    result = runner.invoke(check_app(), ["check", "--type", "七言绝句", "--mode", "xinyun", "-"], input=SHANXING + "\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rhyme_ok"] is False
-    ci = runner.invoke(_cli_app(), ["check", "--type", "词", "--title", "浣溪沙·春恨", CI_PASS[0][1]])
+    ci = runner.invoke(check_app(), ["check", "--type", "词", "--title", "浣溪沙·春恨", CI_PASS[0][1]])
     assert json.loads(ci.stdout)["form_ok"] is True
-    bad = runner.invoke(_cli_app(), ["check", "--type", "八言", GUANQUE])
+    bad = runner.invoke(check_app(), ["check", "--type", "八言", GUANQUE])
     assert bad.exit_code != 0 and "八言" in bad.output
 
 
@@ -551,7 +537,7 @@ def test_cli_summarises_an_annotation_file(tmp_path) -> None:
     ]
     path = tmp_path / "annotations.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines) + "\nnot json\n", encoding="utf-8")
-    result = CliRunner().invoke(_cli_app(), ["check", "--jsonl", str(path)])
+    result = CliRunner().invoke(check_app(), ["check", "--jsonl", str(path)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["checked"] == 4
