@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,3 +67,15 @@ def few_photos(tmp_path) -> Path:
 def expected_status(name: str) -> Status:
     """ok for a sample photo whose reference is a poem, unfit otherwise."""
     return Status.ok if reference_by_name()[name].create_condition else Status.unfit
+
+
+def sigkill_when(proc: subprocess.Popen, ready: Callable[[], bool], *, timeout_s: float, waiting_for: str) -> None:
+    """SIGKILL a running CLI as soon as `ready()` holds (the crash tests' kill point), failing if it ends first."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {waiting_for} within {timeout_s:.0f} s"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL

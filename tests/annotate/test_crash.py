@@ -8,7 +8,6 @@ because the server lives in the test process).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from poemlib.config import PROJECT_ROOT
 from poemlib.images import bytes_sha256, file_sha256
 from poemlib.offline.gemini import GeminiServer
 from poemlib.samples import sample_images
+from tests.annotate.helpers import sigkill_when
 
 VARIANTS_PER_PHOTO = 14
 MIN_IMAGES = 200
@@ -90,14 +90,7 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(tmp_path) -> None:
 
         # 1. start the CLI, SIGKILL it once some records are on disk
         proc = subprocess.Popen(cli(folder, store, server.base_url), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-        deadline = time.monotonic() + 60
-        while complete_lines(store) < 50:
-            assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no records written within 60 s"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
+        sigkill_when(proc, lambda: complete_lines(store) >= 50, timeout_s=60, waiting_for="50 records written")
         time.sleep(0.5)  # let the server finish answering the orphaned in-flight requests
         done_before = ann.load_store(store)  # parses, torn tail or not
         requests_before = Counter(server.stats.by_digest)

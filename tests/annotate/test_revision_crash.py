@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from poemlib.meter import check_annotation
 from poemlib.offline.gemini import GeminiServer
 from poemlib.samples import sample_images
 from poemlib.schema import AnnotationRecord
+from tests.annotate.helpers import sigkill_when
 
 
 def round_zero_lines(store: Path) -> int:
@@ -50,14 +50,7 @@ def test_sigkill_during_revisions_then_rerun_sends_no_finished_round_again(tmp_p
         command = [sys.executable, "-m", "poemlib.cli", "annotate", str(folder), "--out", str(store), "--base-url", server.base_url]
         command += ["--concurrency", "4", "--rpm", "100000", "--no-progress", "--revise", "2"]
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-        deadline = time.monotonic() + 90
-        while round_zero_lines(store) < 2:
-            assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no first answer awaiting revision within 90 s"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
+        sigkill_when(proc, lambda: round_zero_lines(store) >= 2, timeout_s=90, waiting_for="two first answers awaiting revision")
         time.sleep(0.8)  # let the server answer the orphaned in-flight requests
         before = ann.load_store(store)
         rounds_before = {sha: len(r.revisions) for sha, r in before.items()}
