@@ -17,7 +17,7 @@ from poemlib.meter.annotation import (
     check_annotation,
 )
 from poemlib.meter.poem_types import infer_poem_type, normalise_poem_type
-from poemlib.meter.readings import MODES, line_marks, uncertain_chars
+from poemlib.meter.readings import MODES, lines_marks, uncertain_chars
 from poemlib.meter.regulated import FORMS, check_regular
 from poemlib.meter.report import RULES, MeterReport, Violation, passes, trusted
 from poemlib.meter.text import Segment, split_lines, split_stanzas
@@ -66,22 +66,17 @@ def check(poem_type: str, poem_content: str, title: str | None = None, mode: str
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     stanzas = split_stanzas(poem_content or "")
-    segments = [seg for stanza in stanzas for seg in stanza]
-    fields: dict[str, Any] = {"poem_type": ptype, "mode": mode, "title": title, "stanza_sizes": [len(s) for s in stanzas]}
+    segments = stanzas[0] if len(stanzas) == 1 else [seg for stanza in stanzas for seg in stanza]
+    fields: dict[str, Any] = {"poem_type": ptype, "mode": mode, "title": title, "stanza_sizes": list(map(len, stanzas))}
     if ptype in FORMS:
-        res = check_regular(ptype, segments, mode)
-        lines = res.lines
-        fields.update(
-            form_ok=res.form_ok, tone_ok=res.tone_ok, rhyme_ok=res.rhyme_ok, violations=res.violations, notes=res.notes,
-            template=res.template, template_lines=res.template_lines, rhyme_group=res.rhyme_group, rhyme_chars=res.rhyme_chars,
-            rhyme_positions=res.rhyme_positions,
-        )
+        fields.update(check_regular(ptype, segments, mode))
+        lines = fields["lines"]
     else:
         ci_fields = _check_ci_fields(title, stanzas, mode)
         lines = ci_fields.pop("lines", None) or [seg.text for seg in segments]
         fields.update(ci_fields)
-    fields["lines"] = lines
-    fields["marks"] = [line_marks(line, mode) for line in lines]
+        fields["lines"] = lines
+    fields["marks"] = lines_marks(lines, mode)
     fields["uncertain"] = uncertain_chars(lines, mode)
     if title is not None and not isinstance(title, str):
         return MeterReport(**fields)  # validation names the bad title

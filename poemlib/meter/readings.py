@@ -18,7 +18,7 @@ from poemlib.meter.charforms import (
 from poemlib.meter.charforms import package_dir as _package_dir
 from poemlib.meter.pingshui import is_ping_group, pingshui_table
 
-__all__ = ["MODES", "TONE_MARK", "Reading", "line_marks", "line_readings", "line_tones", "pingshui_groups", "pingshui_table", "reading", "to_simplified", "traditional_candidates", "uncertain_chars"]
+__all__ = ["MODES", "TONE_MARK", "Reading", "line_readings", "line_tones", "lines_marks", "lines_tones", "pingshui_groups", "pingshui_table", "reading", "to_simplified", "traditional_candidates", "uncertain_chars"]
 
 Mode = Literal["pingshui", "xinyun"]
 MODES: tuple[str, ...] = ("pingshui", "xinyun")
@@ -249,7 +249,6 @@ def xinyun_reading(ch: str) -> Reading:
 # dicts of their own so that a whole line is read with one C-level map (10,000 poems check in about a second).
 _CACHES: dict[str, dict[str, Reading]] = {"pingshui": {}, "xinyun": {}}
 _TONES: dict[str, dict[str, int]] = {"pingshui": {}, "xinyun": {}}
-_MARKS: dict[str, dict[str, str]] = {"pingshui": {}, "xinyun": {}}
 _UNCERTAIN: dict[str, set[str]] = {"pingshui": set(), "xinyun": set()}
 
 
@@ -260,7 +259,6 @@ def reading(ch: str, mode: str = "pingshui") -> Reading:
     if found is None:
         found = cache[ch] = pingshui_reading(ch) if mode == "pingshui" else xinyun_reading(ch)
         _TONES[mode][ch] = found.tone
-        _MARKS[mode][ch] = TONE_MARK[found.tone]
         if found.uncertain:
             _UNCERTAIN[mode].add(ch)
     return found
@@ -282,10 +280,11 @@ def _read_all(text: str, mode: str) -> None:
 
 
 # Whole lines repeat across a corpus (clean's records recombine known lines; famous lines recur), so the tones
-# and marks of a line are kept per line string too; bounded, cleared when full.
+# of a line are kept per line string too; bounded, cleared when full.
 _LINE_TONES: dict[str, dict[str, tuple[int, ...]]] = {"pingshui": {}, "xinyun": {}}
-_LINE_MARKS: dict[str, dict[str, tuple[str, ...]]] = {"pingshui": {}, "xinyun": {}}
 _LINE_CACHE_SIZE = 1 << 16
+# A line's marks follow from its tones alone, and tone shapes repeat far more than lines (2^7 common 7-character ones).
+_MARKS_OF_TONES: dict[tuple[int, ...], tuple[str, ...]] = {}
 
 
 def _per_char(table: dict[str, Any], line: str, mode: str) -> tuple[Any, ...]:
@@ -308,24 +307,40 @@ def line_tones(line: str, mode: str = "pingshui") -> tuple[int, ...]:
     return found
 
 
-def line_marks(line: str, mode: str = "pingshui") -> list[str]:
-    """The report mark (平, 仄, either, unknown) of every character of a line (a fresh list)."""
-    cache = _LINE_MARKS[mode]
-    found = cache.get(line)
-    if found is None:
-        if len(cache) >= _LINE_CACHE_SIZE:
-            cache.clear()
-        found = cache[line] = _per_char(_MARKS[mode], line, mode)
-    return list(found)
+def lines_tones(lines: list[str], mode: str = "pingshui") -> list[tuple[int, ...]]:
+    """The tone bits of every character of each line (one loop: a poem asks for all its lines at once)."""
+    get = _LINE_TONES[mode].get
+    out = []
+    for line in lines:
+        found = get(line)
+        out.append(line_tones(line, mode) if found is None else found)
+    return out
+
+
+def lines_marks(lines: list[str], mode: str = "pingshui") -> list[list[str]]:
+    """The report marks of every character of each line (fresh lists)."""
+    get = _MARKS_OF_TONES.get
+    out = []
+    for tones in lines_tones(lines, mode):
+        found = get(tones)
+        out.append(list(_marks_of(tones) if found is None else found))
+    return out
+
+
+def _marks_of(tones: tuple[int, ...]) -> tuple[str, ...]:
+    """The marks of a tone shape (cached)."""
+    if len(_MARKS_OF_TONES) >= _LINE_CACHE_SIZE:
+        _MARKS_OF_TONES.clear()
+    found = _MARKS_OF_TONES[tones] = tuple(map(TONE_MARK.__getitem__, tones))
+    return found
 
 
 def uncertain_chars(lines: list[str], mode: str = "pingshui") -> list[str]:
     """Characters of the lines read by modern Mandarin fallback, in order of first appearance (lines already read)."""
     uncertain = _UNCERTAIN[mode]
     text = "".join(lines)
-    if uncertain.isdisjoint(text):
-        return []
-    return [ch for ch in dict.fromkeys(text) if ch in uncertain]
+    found = uncertain.intersection(text)
+    return sorted(found, key=text.index) if found else []
 
 
 # 邻韵 (neighbouring groups) a rhyming first line may borrow from.
@@ -333,6 +348,7 @@ _PINGSHUI_NEIGHBOURS = ("东冬", "江阳", "支微齐", "鱼虞", "佳灰", "�
 _XINYUN_NEIGHBOURS = ("支齐",)
 
 
+@cache
 def neighbours(group: str, mode: str = "pingshui") -> frozenset[str]:
     """Short names of the groups neighbouring a group (excluding itself)."""
     short = group_short(group)

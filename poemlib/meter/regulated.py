@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from poemlib.meter.readings import (
     EITHER,
@@ -13,7 +14,7 @@ from poemlib.meter.readings import (
     Reading,
     compatible,
     group_short,
-    line_tones,
+    lines_tones,
     neighbours,
     reading,
     to_simplified,
@@ -48,23 +49,6 @@ def pattern(length: int, second: int, ending: int) -> str:
     return _PATTERNS[(length, second, ending)]
 
 
-@dataclass
-class RegularResult:
-    """What the 近体 checks found, merged into the MeterReport by the caller."""
-
-    lines: list[str]
-    form_ok: bool
-    tone_ok: bool | None = None
-    rhyme_ok: bool | None = None
-    violations: list[Violation] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    template: str | None = None
-    template_lines: list[str] = field(default_factory=list)
-    rhyme_group: str | None = None
-    rhyme_chars: list[str] = field(default_factory=list)
-    rhyme_positions: list[tuple[int, int]] = field(default_factory=list)
-
-
 # ---------------------------------------------------------------------------
 # Form
 # ---------------------------------------------------------------------------
@@ -91,8 +75,7 @@ def _check_form(poem_type: str, segments: list[Segment]) -> tuple[list[str], lis
 # ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Rhyme:
+class _Rhyme(NamedTuple):
     """Rhyme analysis of a 近体诗."""
 
     group: str | None
@@ -183,27 +166,30 @@ def _simplified(ch: str) -> str:
 
 def _check_rhyme(lines: list[str], mode: str) -> _Rhyme:
     """Even lines (and a 平-ending first line) must rhyme in one 平声 group; the first line may borrow a neighbour."""
-    key = (tuple([(len(line), line[-1]) for line in lines]), mode)
+    ends = "".join(map(_last_char, lines))
+    key = (ends, tuple(map(len, lines)), mode)
     cached = _RHYME_CACHE.get(key)
     if cached is None:
-        cached = _rhyme_plan(lines, [reading(line[-1], mode) for line in lines], mode)
+        cached = _rhyme_plan(lines, [reading(ch, mode) for ch in ends], mode)
         if len(_RHYME_CACHE) >= _RHYME_CACHE_SIZE:
             _RHYME_CACHE.clear()
         _RHYME_CACHE[key] = cached
-    group, first_rhymes, chars, specs, notes = cached
-    faults = [violation("rhyme", rule, line, pos, ch, message) for rule, line, pos, ch, message in specs]
-    positions = [(i, len(lines[i]) - 1) for i in ([0] if first_rhymes else [])] + [(i, len(lines[i]) - 1) for i in range(1, len(lines), 2)]
-    return _Rhyme(group, first_rhymes, list(chars), positions, faults, list(notes))
+    group, first_rhymes, chars, positions, specs, notes = cached
+    faults = []
+    for rule, line, pos, ch, message in specs:
+        faults.append(violation("rhyme", rule, line, pos, ch, message))
+    return _Rhyme(group, first_rhymes, list(chars), list(positions), faults, list(notes))
 
 
 # The rhyme verdict depends only on each line's length and last character: poems share their rhyme words often.
-_RhymePlan = tuple[str | None, bool, tuple[str, ...], tuple[_RhymeFault, ...], tuple[str, ...]]
-_RHYME_CACHE: dict[tuple[tuple[tuple[int, str], ...], str], _RhymePlan] = {}
+_RhymePlan = tuple[str | None, bool, tuple[str, ...], tuple[tuple[int, int], ...], tuple[_RhymeFault, ...], tuple[str, ...]]
+_RHYME_CACHE: dict[tuple[str, tuple[int, ...], str], _RhymePlan] = {}  # (last characters, line lengths, mode)
+_last_char = itemgetter(-1)
 _RHYME_CACHE_SIZE = 65536
 
 
 def _rhyme_plan(lines: list[str], ends: list[Reading], mode: str) -> _RhymePlan:
-    """Group, whether the first line rhymes, rhyme characters, faults (as plain tuples) and notes."""
+    """Group, whether the first line rhymes, rhyme characters, rhyme slots, faults (as plain tuples) and notes."""
     even_pos = list(range(1, len(lines), 2))
     group = _pick_group([ends[i] for i in even_pos], ends[0])
     out, notes = _even_line_faults(lines, ends, group)
@@ -211,7 +197,8 @@ def _rhyme_plan(lines: list[str], ends: list[Reading], mode: str) -> _RhymePlan:
     positions = ([0] if first_rhymes else []) + even_pos
     faults = first_faults + out + _repeated_rhymes(lines, positions)
     faults.sort(key=lambda fault: fault[1])
-    return group, first_rhymes, tuple(lines[i][-1] for i in positions), tuple(faults), tuple(first_notes + notes)
+    slots = tuple([(i, len(lines[i]) - 1) for i in positions])
+    return group, first_rhymes, tuple([lines[i][-1] for i in positions]), slots, tuple(faults), tuple(first_notes + notes)
 
 
 # ---------------------------------------------------------------------------
@@ -265,22 +252,17 @@ def _line_faults(tones: tuple[int, ...], second: int, ending: int, partner_third
     return len(faults) + bias, tuple(faults), tuple(notes)
 
 
-_Spec = tuple[str, int, int, str]  # rule, 1-based line, 1-based position, message
-
-
 def _check_tone(lines: list[str], tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[Violation], list[str], int, int]:
     """粘对 and per-line rules, choosing each line's 2nd-character tone to explain the poem with fewest faults."""
     # A rhyme position is 平 by definition: a polyphonic rhyme character (看) counts as 平 there, so 三平尾 shows.
     for i in range(0 if first_rhymes else 1, len(tones), 1 if first_rhymes else 2):
         if (i % 2 or i == 0) and tones[i][-1] == EITHER:
             tones[i] = (*tones[i][:-1], PING)
-    specs, notes, second, first_ending = _tone_plan(tones, first_rhymes)
-    out = [violation("tone", rule, line, pos, lines[line - 1][pos - 1], message) for rule, line, pos, message in specs]
-    return out, notes, second, first_ending
+    return _tone_plan(lines, tones, first_rhymes)
 
 
-# cost, faults (sorted by position), notes, 2nd-position fault, number of faults before position 2
-_LineOption = tuple[float, tuple[_Found, ...], tuple[str, ...], bool, int]
+# cost, faults before position 2, faults from position 2 on (each sorted by position), notes, 2nd-position fault
+_LineOption = tuple[float, tuple[_Found, ...], tuple[_Found, ...], tuple[str, ...], bool]
 _OptionKey = tuple[tuple[int, ...], int, int | None, bool]
 # A plain dict (cleared when full): an lru_cache call costs more than the lookup it saves on a poem's 8 lines.
 _OPTIONS: dict[_OptionKey, tuple[_LineOption, _LineOption]] = {}
@@ -289,16 +271,14 @@ _OPTIONS_SIZE = 65536
 
 def _line_options(key: _OptionKey) -> tuple[_LineOption, _LineOption]:
     """The line read with a 平 and with a 仄 2nd character: cost, faults, notes ('{n}' for the line number)."""
-    found = _OPTIONS.get(key)
-    if found is not None:
-        return found
     tones, ending, partner_third, is_first = key
     out = []
     for second in (PING, ZE):
         cost, faults, notes = _line_faults(tones, second, ending, partner_third, is_first)
         second_fault = bool(faults) and faults[0][1] == 2 and faults[0][0] == "二四六分明"
-        ordered = tuple(sorted(faults, key=_fault_position))
-        out.append((cost, ordered, notes, second_fault, sum(1 for fault in ordered if fault[1] < 2)))
+        ordered = sorted(faults, key=_fault_position)
+        before = sum(1 for fault in ordered if fault[1] < 2)
+        out.append((cost, tuple(ordered[:before]), tuple(ordered[before:]), notes, second_fault))
     if len(_OPTIONS) >= _OPTIONS_SIZE:
         _OPTIONS.clear()
     found = _OPTIONS[key] = (out[0], out[1])
@@ -310,42 +290,44 @@ def _fault_position(fault: _Found) -> int:
     return fault[1]
 
 
-def _tone_plan(tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[_Spec], list[str], int, int]:
-    """Faults (sorted by line and position), notes, the first line's 2nd-character tone and the first ending."""
+def _tone_plan(lines: list[str], tones: list[tuple[int, ...]], first_rhymes: bool) -> tuple[list[Violation], list[str], int, int]:
+    """Violations (sorted by line and position), notes, the first line's 2nd-character tone and the first ending."""
     last_first = tones[0][-1]
     first_ending = last_first if last_first in (PING, ZE) else (PING if first_rhymes else ZE)
     count = len(tones)
+    get = _OPTIONS.get
     options = []
     for i, row in enumerate(tones):
-        if i % 2:
-            options.append(_line_options((row, PING, None, False)))
-        else:
-            partner_third = tones[i + 1][len(row) - 3] if i + 1 < count else None
-            options.append(_line_options((row, first_ending if i == 0 else ZE, partner_third, i == 0)))
+        key = (row, PING, None, False) if i % 2 else (row, first_ending if i == 0 else ZE, tones[i + 1][len(row) - 3] if i + 1 < count else None, i == 0)
+        options.append(get(key) or _line_options(key))
     states = _best_states(options)
-    specs: list[_Spec] = []
+    out: list[Violation] = []
     notes: list[str] = []
+    previous = PING
+    # Plain loops, not comprehensions: a poem has a handful of faults, and each comprehension is a call of its own.
     for i, state in enumerate(states):
-        option = options[i][0 if state == PING else 1]
-        faults, before = option[1], option[4]
+        _cost, before, after, line_notes, second_fault = options[i][state == ZE]
+        line = lines[i]
+        number = i + 1
         # Faults in line and position order: the line's faults before position 2, its 粘/对 faults, the rest.
-        if before:
-            specs.extend([(rule, i + 1, pos, message) for rule, pos, message in faults[:before]])
-        if i > 0:
-            wanted_same = i % 2 == 0
-            if (state == states[i - 1]) != wanted_same:
+        for rule, pos, message in before:
+            out.append(violation("tone", rule, number, pos, line[pos - 1], message))
+        if i:
+            wanted_same = not i % 2
+            if (state == previous) != wanted_same:
                 rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
-                specs.append((rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2"))
-            second = tones[i][1]
-            if option[3] and second in (PING, ZE) and (second == states[i - 1]) != wanted_same:
+                out.append(violation("tone", rule, number, 2, line[1], f"line {number} position 2 should {relation} line {i} position 2"))
+            if second_fault and (tones[i][1] == previous) != wanted_same and tones[i][1] in (PING, ZE):
                 # The 2nd character itself breaks 粘/对 as well as 二四六分明 (巨龙卧波: 龙 平 after a 仄 line).
                 rule, relation = ("失粘", "match") if wanted_same else ("失对", "oppose")
-                specs.append((rule, i + 1, 2, f"line {i + 1} position 2 should {relation} line {i} position 2 (its own tone breaks the {rule[1]})"))
-        if len(faults) > before:
-            specs.extend([(rule, i + 1, pos, message) for rule, pos, message in faults[before:]])
-        if option[2]:
-            notes.extend([note.replace("{n}", str(i + 1)) for note in option[2]])
-    return specs, notes, states[0], first_ending
+                message = f"line {number} position 2 should {relation} line {i} position 2 (its own tone breaks the {rule[1]})"
+                out.append(violation("tone", rule, number, 2, line[1], message))
+        for rule, pos, message in after:
+            out.append(violation("tone", rule, number, pos, line[pos - 1], message))
+        for note in line_notes:
+            notes.append(note.replace("{n}", str(number)))
+        previous = state
+    return out, notes, states[0], first_ending
 
 
 def _best_states(options: list[tuple[_LineOption, _LineOption]]) -> list[int]:
@@ -359,13 +341,14 @@ def _best_states(options: list[tuple[_LineOption, _LineOption]]) -> list[int]:
             p_same, p_cross, z_same, z_cross = cost_p + 1, cost_z, cost_z + 1, cost_p
         keep_p, keep_z = p_same <= p_cross, z_same <= z_cross
         back.append((keep_p, keep_z))
-        cost_p = (p_same if keep_p else p_cross) + options[i][0][0]
-        cost_z = (z_same if keep_z else z_cross) + options[i][1][0]
+        option_p, option_z = options[i]
+        cost_p = (p_same if keep_p else p_cross) + option_p[0]
+        cost_z = (z_same if keep_z else z_cross) + option_z[0]
     state = PING if cost_p <= cost_z else ZE
     states = [state]
     for from_same_p, from_same_z in reversed(back):
-        from_same = from_same_p if state == PING else from_same_z
-        state = state if from_same else _opp(state)
+        if not (from_same_p if state == PING else from_same_z):
+            state = ZE if state == PING else PING
         states.append(state)
     states.reverse()
     return states
@@ -383,32 +366,31 @@ def _template(poem_type: str, second: int, first_ending: int, count: int, length
     return name, tuple(rows)
 
 
-def check_regular(poem_type: str, segments: list[Segment], mode: str) -> RegularResult:
-    """Form, 平仄 and rhyme of a 近体诗."""
+def check_regular(poem_type: str, segments: list[Segment], mode: str) -> dict[str, Any]:
+    """Form, 平仄 and rhyme of a 近体诗, as MeterReport fields (lines, verdicts, violations, template, rhyme)."""
     count, length = FORMS[poem_type]
     lines, form_faults = _check_form(poem_type, segments)
-    result = RegularResult(lines=lines, form_ok=not form_faults, violations=list(form_faults))
+    violations = list(form_faults)
+    fields: dict[str, Any] = {
+        "lines": lines, "form_ok": not form_faults, "tone_ok": False, "rhyme_ok": None, "violations": violations, "notes": [],
+        "template": None, "template_lines": [], "rhyme_group": None, "rhyme_chars": [], "rhyme_positions": [],
+    }
     if not lines:
-        result.tone_ok = result.rhyme_ok = False
-        return result
+        fields["rhyme_ok"] = False
+        return fields
     rhyme = _check_rhyme(lines, mode) if all(lines) else None
     if rhyme is not None:
-        result.rhyme_ok = not rhyme.violations
-        result.violations += rhyme.violations
-        result.notes += rhyme.notes
-        result.rhyme_group = rhyme.group
-        result.rhyme_chars = rhyme.chars
-        result.rhyme_positions = rhyme.positions
-    if all(len(line) == length for line in lines):
-        tones = [line_tones(line, mode) for line in lines]
+        fields.update(rhyme_ok=not rhyme.violations, notes=rhyme.notes, rhyme_group=rhyme.group, rhyme_chars=rhyme.chars,
+                      rhyme_positions=rhyme.positions)
+        violations += rhyme.violations
+    if set(map(len, lines)) == {length}:
+        tones = lines_tones(lines, mode)
         tone_faults, tone_notes, second, first_ending = _check_tone(lines, tones, rhyme.first_rhymes if rhyme else False)
-        result.violations += tone_faults
-        result.notes += tone_notes
-        result.tone_ok = not tone_faults and not form_faults
-        result.template, template_lines = _template(poem_type, second, first_ending, count, length)
-        result.template_lines = list(template_lines)
-    else:
-        result.tone_ok = False
+        violations += tone_faults
+        fields["notes"] += tone_notes
+        fields["tone_ok"] = not tone_faults and not form_faults
+        fields["template"], template_lines = _template(poem_type, second, first_ending, count, length)
+        fields["template_lines"] = list(template_lines)
     if form_faults:
-        result.violations.append(violation("tone", "格式不合", None, None, None, f"the text is not a {poem_type}, so its 平仄 cannot follow the {poem_type} template"))
-    return result
+        violations.append(violation("tone", "格式不合", None, None, None, f"the text is not a {poem_type}, so its 平仄 cannot follow the {poem_type} template"))
+    return fields

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from itertools import pairwise
+from operator import itemgetter
+from typing import NamedTuple
 
 # Hard breaks end a 句 or 逗; Chinese (full width, half width, small forms) and ASCII forms all occur.
 _BREAKS = "，。！？；、,.!?;：:…/|｜｡､﹐﹑﹒﹔﹕﹖﹗．"
 # A run of these alone is a pause inside a line (「长向月圆时候、望人归」), not a line end.
 _PAUSE_CHARS = "、､﹑"
+_PAUSE_SET = frozenset(_PAUSE_CHARS)
 _BREAK_SPLIT_RE = re.compile(f"([{re.escape(_BREAKS)}\n]+)")
 # Dropped entirely: quotes, brackets, decoration and the stray Latin-1/CJK punctuation models add.
 _DROP_RE = re.compile(r"[“”‘’\"'「」『』《》〈〉()（）【】\[\]·・—–\-~～*#_\\]")
@@ -19,13 +21,16 @@ _SPACE_RE = re.compile(r"[ \t\u3000\u00a0]+")
 _STANZA_RE = re.compile(r"\n[ \t\u3000\u00a0]*\n\s*")
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     """One 句/逗 as written: its characters and where spaces (possible separators) fell inside it."""
 
     text: str
     soft_breaks: tuple[int, ...] = ()  # offsets inside text where the writer left a space
     pause: bool = False  # the segment ends in 、: a pause inside a line rather than a line end
+
+
+_new_tuple = tuple.__new__
+_segment_text = itemgetter(0)  # Segment.text
 
 
 def _segment(piece: str, pause: bool) -> Segment | None:
@@ -46,6 +51,8 @@ def _segments(chunk: str) -> list[Segment]:
     """Split one stanza (already stripped of dropped marks) into segments at hard breaks, keeping spaces as soft breaks."""
     parts = _BREAK_SPLIT_RE.split(chunk)  # text, break, text, break, …, text
     spaced = _SPACE_RE.search(chunk) is not None
+    if not spaced and _PAUSE_SET.isdisjoint(chunk):  # the usual poem: plain 句 only (tuple.__new__ skips a Python call)
+        return [_new_tuple(Segment, (piece, (), False)) for piece in parts[::2] if piece]
     out = []
     last = len(parts) - 1
     for k in range(0, len(parts), 2):
@@ -63,8 +70,12 @@ def _segments(chunk: str) -> list[Segment]:
 
 def split_stanzas(text: str) -> list[list[Segment]]:
     """Stanzas (blank-line separated) of segments; empty stanzas dropped."""
-    text = _DROP_RE.sub("", _TITLE_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))).strip()
-    stanzas = [_segments(chunk) for chunk in _STANZA_RE.split(text)]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "《" in text:
+        text = _TITLE_RE.sub("", text)
+    text = _DROP_RE.sub("", text).strip()
+    stanzas = [_segments(chunk) for chunk in _STANZA_RE.split(text)] if "\n" in text else [_segments(text)]
     return [s for s in stanzas if s]
 
 
@@ -79,8 +90,8 @@ def fit_regular_lines(segments: list[Segment], count: int, length: int) -> list[
     Models sometimes write a whole couplet without a comma, or separate 句 by a space only: a segment that is a
     multiple of the line length is cut into lines when that makes the whole poem fit.
     """
-    plain = [seg.text for seg in segments]
-    if len(plain) == count and all(len(line) == length for line in plain):
+    plain = list(map(_segment_text, segments))
+    if len(plain) == count and set(map(len, plain)) == {length}:
         return plain
     pieces: list[str] = []
     for seg in segments:
