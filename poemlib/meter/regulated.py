@@ -332,18 +332,19 @@ def _tone_plan(lines: list[str], tones: list[tuple[int, ...]], first_rhymes: boo
 
 def _best_states(options: list[tuple[_LineOption, _LineOption]]) -> list[int]:
     """Viterbi over lines: each line's 2nd-character tone; a broken 粘 or 对 costs 1 (ties keep 平 and the same path)."""
-    cost_p, cost_z = options[0][0][0], options[0][1][0]
+    option_p, option_z = options[0]
+    cost_p, cost_z = option_p[0], option_z[0]
     back: list[tuple[bool, bool]] = []  # per line after the first: did the 平 / 仄 state come from the same state?
-    for i in range(1, len(options)):
-        if i % 2 == 0:  # 粘: the same state is free, a change costs 1
-            p_same, p_cross, z_same, z_cross = cost_p, cost_z + 1, cost_z, cost_p + 1
-        else:  # 对: a change is free
-            p_same, p_cross, z_same, z_cross = cost_p + 1, cost_z, cost_z + 1, cost_p
-        keep_p, keep_z = p_same <= p_cross, z_same <= z_cross
+    odd = False
+    for option_p, option_z in options[1:]:
+        odd = not odd
+        if odd:  # 对: a change is free, staying costs 1
+            keep_p, keep_z = cost_p + 1 <= cost_z, cost_z + 1 <= cost_p
+            cost_p, cost_z = (cost_p + 1 if keep_p else cost_z) + option_p[0], (cost_z + 1 if keep_z else cost_p) + option_z[0]
+        else:  # 粘: staying is free, a change costs 1
+            keep_p, keep_z = cost_p <= cost_z + 1, cost_z <= cost_p + 1
+            cost_p, cost_z = (cost_p if keep_p else cost_z + 1) + option_p[0], (cost_z if keep_z else cost_p + 1) + option_z[0]
         back.append((keep_p, keep_z))
-        option_p, option_z = options[i]
-        cost_p = (p_same if keep_p else p_cross) + option_p[0]
-        cost_z = (z_same if keep_z else z_cross) + option_z[0]
     state = PING if cost_p <= cost_z else ZE
     states = [state]
     for from_same_p, from_same_z in reversed(back):
