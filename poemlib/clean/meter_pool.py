@@ -60,8 +60,8 @@ class MeterQueue:
         self._done: dict[Order, MeterResult] = {}
 
     def submit(self, item: Item) -> None:
-        """Queue an ok record's poem (no-op without a pool)."""
-        if self.pool is None or item.status != "ok":
+        """Queue an ok record's poem (no-op without a pool, or when it is already queued or checked)."""
+        if self.pool is None or item.status != "ok" or item.order in self._where or item.order in self._done:
             return
         self._where[item.order] = len(self._batches)
         self._open.append((item.order, (item.ptype, item.content, item.title)))  # type: ignore[arg-type]

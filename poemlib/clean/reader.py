@@ -136,8 +136,11 @@ class Reader:
                 if item is not None:
                     yield item
 
-    def _file_items(self, path: Path, file_no: int, summary: InputSummary) -> Iterator[tuple[Item, bool]]:
-        """(item, superseded) of one file; a store's lines for one image wait until the file is read (last wins)."""
+    def _file_items(self, path: Path, file_no: int, summary: InputSummary, on_pending: Callable[[Item], object] | None) -> Iterator[tuple[Item, bool]]:
+        """(item, superseded) of one file; a store's lines for one image wait until the file is read (last wins).
+
+        `on_pending` sees each store line as it is read, before that wait (clean starts its meter checks there).
+        """
         pending: dict[str, Item] = {}
         try:
             for item in self._records(path, file_no, summary):
@@ -149,6 +152,8 @@ class Reader:
                     self._file_counts["superseded"] += 1
                     yield previous, True
                 pending[item.identity] = item
+                if on_pending is not None:
+                    on_pending(item)
         except (OSError, UnicodeDecodeError) as exc:
             read_any = self._file_counts["records_read"]
             summary.error = f"reading stopped: {exc}" if read_any else f"cannot read: {exc}"
@@ -167,9 +172,11 @@ class Reader:
         elif summary.legacy_records:
             summary.format += " (legacy)"
 
-    def items(self, inputs: list[InputFile], on_file_done: Callable[[], object] | None = None) -> Iterator[tuple[Item, bool]]:
+    def items(
+        self, inputs: list[InputFile], on_file_done: Callable[[], object] | None = None, on_pending: Callable[[Item], object] | None = None
+    ) -> Iterator[tuple[Item, bool]]:
         """(item, superseded) for every record of every input, superseded store lines flagged; `on_file_done` is
-        called after each input (progress)."""
+        called after each input (progress); `on_pending` sees each store line as soon as it is read."""
         seen: dict[Path, int] = {}
         for file_no, (label, path) in enumerate(inputs):
             summary = InputSummary(path=label, format="?")
@@ -181,7 +188,7 @@ class Reader:
             else:
                 seen[resolved] = file_no
                 self._file_counts = Counter()
-                yield from self._file_items(path, file_no, summary)
+                yield from self._file_items(path, file_no, summary, on_pending)
                 self._finish_summary(summary)
             if on_file_done is not None:
                 on_file_done()

@@ -147,9 +147,12 @@ def _read_and_dedupe(plan: _Plan, reader: Reader, meters: meter_pool.MeterQueue,
     deduper = Deduper(plan.dedupe, meters, reject)
     superseded = 0
     with progress_bar(len(plan.files), desc="clean: read", unit="file", enabled=plan.progress) as bar:
-        for item, is_superseded in reader.items(plan.files, on_file_done=lambda: bar.update(1)):
+        # A store's records come out only once its file is read (the last line per image wins); queueing each one's
+        # meter check as it is read keeps the workers busy meanwhile (the few superseded ones are discarded).
+        for item, is_superseded in reader.items(plan.files, on_file_done=lambda: bar.update(1), on_pending=meters.submit):
             if is_superseded:
                 superseded += 1
+                meters.discard(item)
                 reject(item, ["superseded"])
             else:
                 deduper.add(item)

@@ -1,9 +1,22 @@
-"""Meter checks shared with worker processes give the in-process result."""
+"""Meter checks shared with worker processes give the in-process result, also for store lines checked as read."""
 
 from __future__ import annotations
 
-from poemlib.clean import meter_pool
-from tests.clean.data import run_clean
+import json
+
+from poemlib.clean import clean, meter_pool
+from tests.clean.data import (
+    BROKEN,
+    CHUNWANG,
+    DENG,
+    HUANXISHA,
+    POLICY,
+    SHANXING_TRAD,
+    ZAOFA,
+    gc,
+    run_clean,
+    store_line,
+)
 
 
 def test_meter_workers_give_the_same_output(legacy, tmp_path, monkeypatch) -> None:
@@ -16,3 +29,45 @@ def test_meter_workers_give_the_same_output(legacy, tmp_path, monkeypatch) -> No
             assert rep.settings["workers"] == workers
             outputs[workers] = (out.read_bytes(), out.with_name("rejected.jsonl").read_bytes(), rep.counts, rep.meter, rep.duplicate_groups)
         assert outputs[1] == outputs[2]
+
+
+_AT = "2026-01-01T00:00:00Z"
+
+
+def _store(tmp_path, name: str, lines: list[str]):
+    """An annotate store file of the given lines."""
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")  # lines carry created_at: the default would be "now"
+    return path
+
+
+def test_store_lines_are_checked_while_the_store_is_read(tmp_path, monkeypatch) -> None:
+    """Store lines go to the workers as they are read; superseded and re-annotated ones are dropped, output unchanged."""
+    monkeypatch.setattr(meter_pool, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(meter_pool, "METER_BATCH", 2)
+    sha = [f"{i:064x}" for i in range(6)]
+    first = _store(tmp_path, "a.jsonl", [
+        store_line(sha[0], "p0.jpg", created_at=_AT, annotation=gc("五言绝句", "残句", BROKEN)),  # superseded by the next line for p0
+        store_line(sha[1], "p1.jpg", created_at=_AT, annotation=gc("五言绝句", "登楼", DENG)),
+        store_line(sha[0], "p0.jpg", created_at=_AT, annotation=gc("七言绝句", "早发", ZAOFA)),
+        store_line(sha[2], "p2.jpg", created_at=_AT, annotation=gc("五言律诗", "春望", CHUNWANG)),
+        store_line(sha[3], "p3.jpg", created_at=_AT, annotation=gc("词", "浣溪沙·春恨", HUANXISHA)),
+    ])
+    second = _store(tmp_path, "b.jsonl", [store_line(sha[1], "p1.jpg", created_at=_AT, annotation=gc("七言绝句", "山行", SHANXING_TRAD))])
+    submitted: list[str] = []
+    real_submit = meter_pool.MeterQueue.submit
+    monkeypatch.setattr(meter_pool.MeterQueue, "submit", lambda self, item: (submitted.append(item.source), real_submit(self, item))[1])
+    outputs = {}
+    for workers in (1, 2):
+        submitted.clear()
+        out = tmp_path / f"w{workers}" / "clean.jsonl"
+        rep = clean([first, second], out, tmp_path / f"w{workers}" / "report.json", workers=workers, policy=POLICY)
+        outputs[workers] = (out.read_bytes(), out.with_name("rejected.jsonl").read_bytes(), rep.counts, rep.meter)
+    assert outputs[1] == outputs[2]
+    # With a pool, every store line of a.jsonl was offered as read (the superseded one too), in file order.
+    assert [s.rsplit(":", 1)[1] for s in submitted if "a.jsonl" in s][:5] == ["1", "2", "3", "4", "5"]
+    lines = [json.loads(line) for line in outputs[2][0].splitlines()]
+    by_path = {line["image_paths"][0]: line for line in lines}
+    assert by_path["p0.jpg"]["annotation"]["poem_title"] == "早发" and by_path["p0.jpg"]["meter"]["form_ok"] is True
+    assert by_path["p1.jpg"]["annotation"]["poem_title"] == "山行"  # the re-annotation in b.jsonl wins (latest)
+    assert rep.counts.superseded_in_store == 1
