@@ -36,7 +36,7 @@ demo: venv
 bench: venv
 	for f in benchmarks/*.py; do case $$f in *_acceptance.py) continue;; esac; echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
-# Issue 13's acceptance grid (16 photos x 7 forms x 4 decodings x base/LoRA): hours on 2 CPU cores, minutes on a GPU.
+# Issue 13's acceptance grid (16 photos x 7 forms x 4 decodings x base/LoRA): about 40 minutes on 2 idle CPU cores.
 acceptance: venv
 	$(BIN)/python benchmarks/constrained_acceptance.py
 
