@@ -1,4 +1,5 @@
-"""Shared pieces of the demo tests: poems, fake and recording backends, a polling wait, a random LoRA adapter."""
+"""Shared pieces of the demo tests: poems, fake and recording backends, a polling wait, a random LoRA adapter and a
+backends.yaml serving the tiny models."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from poemlib.backends import BackendStatus
 from poemlib.schema import Annotation, GenerationResult, PoemRequest, TokenUsage
@@ -90,3 +94,19 @@ def make_random_lora(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     get_peft_model(model, config).save_pretrained(str(out_dir))
     assert (out_dir / "adapter_config.json").is_file()
     return out_dir
+
+
+def write_tiny_backends(path: Path, model_dir: Path, adapter: Path, *, generation: dict[str, Any] | None = None, **settings: Any) -> Path:
+    """A backends.yaml whose offline profile serves replayed Gemini, the tiny base model and it with `adapter`;
+    `settings` are the profile's own (pixels, batch_size, max_new_tokens_cap, …), `generation` the sampling defaults."""
+    profile = {
+        "pixels": "tiny", "device": "cpu", "cpu_threads": 1, **settings,
+        "gemini": {"mode": "replay", "label": "Gemini (replay)"},
+        "base": {"model_dir": str(model_dir), "label": "base (tiny)"},
+        "lora": {"adapter_dir": str(adapter), "label": "lora (tiny)"},
+    }
+    document: dict[str, Any] = {"profiles": {"offline": profile}}
+    if generation is not None:
+        document["generation"] = generation
+    path.write_text(yaml.safe_dump(document, allow_unicode=True))
+    return path

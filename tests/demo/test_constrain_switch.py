@@ -4,13 +4,17 @@ say which answers were constrained."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from poemlib import backends as bk
 from poemlib.config import SAMPLE_DIR
 from poemlib.demo import StudioController, build_app
 from poemlib.meter import check_annotation
-from tests.demo.helpers import FakeBackend, make_random_lora, poem_result
+from tests.demo.helpers import (
+    FakeBackend,
+    make_random_lora,
+    poem_result,
+    write_tiny_backends,
+)
 
 
 def test_the_switch_starts_off_and_sets_constrain_on_every_request(no_model_loading) -> None:
@@ -45,14 +49,8 @@ def test_qwen_columns_answer_under_the_constraint(tiny_qwen_dir, tmp_path) -> No
 
     threads = torch.get_num_threads()
     adapter = make_random_lora(tiny_qwen_dir, tmp_path / "lora")
-    profile = {
-        "pixels": "tiny", "batch_size": 1, "device": "cpu", "dtype": "auto", "max_new_tokens_cap": 24, "cpu_threads": 1,
-        "gemini": {"mode": "replay", "label": "Gemini (replay)"},
-        "base": {"model_dir": str(tiny_qwen_dir), "label": "base (tiny)"},
-        "lora": {"adapter_dir": str(adapter), "label": "lora (tiny)"},
-    }
-    config = tmp_path / "backends.yaml"
-    config.write_text(yaml.safe_dump({"generation": {"top_p": 1.0, "top_k": 0}, "profiles": {"offline": profile}}, allow_unicode=True))
+    config = write_tiny_backends(tmp_path / "backends.yaml", tiny_qwen_dir, adapter, generation={"top_p": 1.0, "top_k": 0},
+                                 batch_size=1, dtype="auto", max_new_tokens_cap=24)
     bk.clear_backends()
     try:
         app = build_app(backends=bk.load_backends(["gemini", "base", "lora"], config=config), samples=[SAMPLE_DIR / "cat_chelsea.jpg"])

@@ -10,7 +10,6 @@ import sys
 import threading
 
 import pytest
-import yaml
 
 from poemlib import backends as bk
 from poemlib.config import SAMPLE_DIR
@@ -25,6 +24,7 @@ from tests.demo.helpers import (
     make_random_lora,
     poem_result,
     wait_for,
+    write_tiny_backends,
 )
 
 SAMPLE = "cat_chelsea.jpg"
@@ -205,14 +205,8 @@ def offline_backends(tiny_qwen_dir, tmp_path_factory):
     torch.set_num_threads(1)  # the tiny model's matrices are too small to split (see configs/backends.yaml)
     root = tmp_path_factory.mktemp("demo-backends")
     adapter = make_random_lora(tiny_qwen_dir, root / "lora")
-    profile = {
-        "pixels": "tiny", "batch_size": 1, "device": "cpu", "dtype": "auto", "max_new_tokens_cap": 24, "cpu_threads": 1,
-        "gemini": {"mode": "replay", "label": "Gemini (replay)"},
-        "base": {"model_dir": str(tiny_qwen_dir), "label": "base (tiny)"},
-        "lora": {"adapter_dir": str(adapter), "label": "lora (tiny)"},
-    }
-    config = root / "backends.yaml"
-    config.write_text(yaml.safe_dump({"generation": {"top_p": 0.9, "top_k": 50}, "profiles": {"offline": profile}}, allow_unicode=True))
+    config = write_tiny_backends(root / "backends.yaml", tiny_qwen_dir, adapter, generation={"top_p": 0.9, "top_k": 50},
+                                 batch_size=1, dtype="auto", max_new_tokens_cap=24)
     bk.clear_backends()
     loaded = bk.load_backends(["gemini", "base", "lora"], profile="offline", config=config)
     yield {name: RecordingBackend(backend) for name, backend in loaded.items()}

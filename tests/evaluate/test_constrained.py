@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from poemlib import evaluate as ev
 from poemlib.backends import BackendStatus
 from poemlib.schema import GenerationResult, PoemRequest
-from tests.demo.helpers import make_random_lora
+from tests.demo.helpers import make_random_lora, write_tiny_backends
 
 
 class Recorder:
@@ -50,14 +49,8 @@ def adapter(tiny_qwen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def _config(tmp_path: Path, model_dir: Path, adapter: Path) -> Path:
     """A backends.yaml whose offline profile points at the tiny model and the adapter (cap far below the constraint's)."""
-    path = tmp_path / "backends.yaml"
-    path.write_text(yaml.safe_dump({"generation": {"top_p": 1.0, "top_k": 0}, "profiles": {"offline": {
-        "pixels": "tiny", "batch_size": 8, "device": "cpu", "max_new_tokens_cap": 16, "cpu_threads": 1,
-        "gemini": {"mode": "replay", "label": "Gemini (replay)"},
-        "base": {"model_dir": str(model_dir), "label": "base (tiny)"},
-        "lora": {"adapter_dir": str(adapter), "label": "lora (tiny)"},
-    }}}, allow_unicode=True))
-    return path
+    return write_tiny_backends(tmp_path / "backends.yaml", model_dir, adapter, generation={"top_p": 1.0, "top_k": 0},
+                               batch_size=8, max_new_tokens_cap=16)
 
 
 @pytest.mark.slow

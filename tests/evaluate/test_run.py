@@ -6,23 +6,17 @@ import json
 import shutil
 
 import pytest
-import yaml
 
 from poemlib import evaluate as ev
 from poemlib.config import SAMPLE_DIR
 from poemlib.schema import PoemRequest
+from tests.demo.helpers import write_tiny_backends
 
 
 def test_evaluate_end_to_end_offline(tiny_qwen_dir, photo_folder, tmp_path) -> None:
     from poemlib.backends import clear_backends
 
-    config = tmp_path / "backends.yaml"
-    config.write_text(yaml.safe_dump({"profiles": {"offline": {
-        "pixels": "tiny", "batch_size": 8, "device": "cpu", "max_new_tokens_cap": 16, "cpu_threads": 1,
-        "gemini": {"mode": "replay", "label": "Gemini (replay)"},
-        "base": {"model_dir": str(tiny_qwen_dir), "label": "base (tiny)"},
-        "lora": {"adapter_dir": str(tmp_path / "no-adapter"), "label": "lora (tiny)"},
-    }}}))
+    config = write_tiny_backends(tmp_path / "backends.yaml", tiny_qwen_dir, tmp_path / "no-adapter", batch_size=8, max_new_tokens_cap=16)
     import torch
 
     threads = torch.get_num_threads()
