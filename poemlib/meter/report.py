@@ -92,17 +92,25 @@ def trusted(cls: type[_Model], values: dict[str, Any]) -> _Model:
     per poem was most of the engine's time. Missing fields take their defaults; the fields set are the keys given.
     """
     defaults, factories = _FIELDS.get(cls) or _field_defaults(cls)
-    model = cls.__new__(cls)
-    # Filling the instance's own dict is cheaper than replacing it (CPython keeps a new object's dict inline).
-    data = model.__dict__
-    data.update(defaults)  # every field, in declaration order
+    data = defaults.copy()  # every field, in declaration order
     for name, factory in factories:
         if name not in values:
             data[name] = factory()
     data.update(values)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    return _bare(cls, data, set(values))
+
+
+_set = object.__setattr__
+
+
+def _bare(cls: type[_Model], data: dict[str, Any], fields_set: set[str]) -> _Model:
+    """An instance of cls holding data as its fields, with pydantic's bookkeeping slots set and nothing validated."""
+    model = cls.__new__(cls)
+    # Filling the instance's own dict is cheaper than replacing it (CPython keeps a new object's dict inline).
+    model.__dict__.update(data)
+    _set(model, "__pydantic_fields_set__", fields_set)
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
     return model
 
 
@@ -121,19 +129,12 @@ def _field_defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[tuple[s
 # Every violation has all six fields set, so they share one fields-set: pydantic only ever adds a field name to it
 # (assignment) or copies it (model_copy), and adding a name already there changes nothing.
 _VIOLATION_FIELDS = {"category", "rule", "line", "position", "char", "message"}
-_new_violation = Violation.__new__
-_set = object.__setattr__
 
 
 def violation(category: Category, rule: str, line: int | None, position: int | None, char: str | None, message: str) -> Violation:
     """A Violation of engine-built values (all six fields set), without validation (a 词 may have dozens)."""
-    model = _new_violation(Violation)
-    # Filling the instance's own dict is cheaper than replacing it (CPython keeps a new object's dict inline).
-    model.__dict__.update({"category": category, "rule": rule, "line": line, "position": position, "char": char, "message": message})
-    _set(model, "__pydantic_fields_set__", _VIOLATION_FIELDS)
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
+    fields = {"category": category, "rule": rule, "line": line, "position": position, "char": char, "message": message}
+    return _bare(Violation, fields, _VIOLATION_FIELDS)
 
 
 def passes(report: MeterReport | dict) -> int:
