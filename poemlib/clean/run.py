@@ -56,7 +56,7 @@ def clean(
     """Read any mix of stores and legacy shards, dedupe, meter-check, write clean + rejected JSONL and the report.
 
     ``rejected`` defaults to ``rejected.jsonl`` beside ``out``. ``workers``: processes sharing the meter checks, this
-    one included (1 = in-process only; default: the CPUs usable, or 1 for inputs under PARALLEL_MIN_BYTES).
+    one included (1 = in-process only; default: one more than the CPUs usable, at most 8, or 1 for inputs under PARALLEL_MIN_BYTES).
     ``meter``: 'strict' or 'flag' (`CleanPolicy.with_meter`) over the policy. ``progress``: show progress bars (None: unless POEMLIB_PROGRESS=0; see `poemlib.progress`). Inputs
     and the images root are found by `poemlib.config.resolve_path` (current directory first); outputs go where given.
     Returns the CleanReport (also saved to ``report``).
@@ -126,7 +126,7 @@ def _run(plan: _Plan) -> CleanReport:
     chosen_pass = ChosenPass(plan.policy, meters, reject)
     try:
         superseded, chosen = _read_and_dedupe(plan, reader, meters, reject)
-        meters.seal()
+        meters.seal(needed=(item.order for entry in chosen.values() for item in entry.group or (entry.item,)))
         with progress_bar(len(chosen), desc="clean: meter + write", unit="image", enabled=plan.progress) as bar:
             atomic_write(plan.out, chosen_pass.output_lines(chosen, bar))
             bar.update(len(chosen) - bar.n)

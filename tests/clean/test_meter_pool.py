@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 from poemlib.clean import clean, meter_pool
+from poemlib.clean.meter_result import meter_result
 from tests.clean.data import (
     BROKEN,
     CHUNWANG,
@@ -24,11 +26,30 @@ def test_meter_workers_give_the_same_output(legacy, tmp_path, monkeypatch) -> No
     monkeypatch.setattr(meter_pool, "METER_BATCH", 2)
     for dedupe in ("latest", "best"):
         outputs = {}
-        for workers in (1, 2):
+        for workers in (1, 2, 3):
             rep, out = run_clean(legacy, tmp_path / f"{dedupe}{workers}", dedupe=dedupe, workers=workers)
             assert rep.settings["workers"] == workers
             outputs[workers] = (out.read_bytes(), out.with_name("rejected.jsonl").read_bytes(), rep.counts, rep.meter, rep.duplicate_groups)
-        assert outputs[1] == outputs[2]
+        assert outputs[1] == outputs[2] == outputs[3]
+
+
+def test_records_left_after_reading_are_sent_in_the_order_the_output_needs_them(monkeypatch) -> None:
+    """A re-annotated image keeps its early place in the output: its late record is batched first once reading ends."""
+    monkeypatch.setattr(meter_pool, "METER_BATCH", 2)
+    poems = [("五言绝句", DENG), ("七言绝句", ZAOFA), ("五言律诗", CHUNWANG), ("五言绝句", BROKEN)] * 2
+    items = [SimpleNamespace(status="ok", order=(0, i), ptype=t, content=c, title=None) for i, (t, c) in enumerate(poems)]
+    queue = meter_pool.MeterQueue("pingshui", workers=2)  # one worker, two batches in flight: k0-k3 go out at once
+    try:
+        for item in items:
+            queue.submit(item)  # type: ignore[arg-type]
+        keys = [item.order for item in items]
+        queue.seal(needed=[keys[i] for i in (0, 7, 1, 2, 6, 3, 4, 5)])
+        waiting = [[key for key, _ in queue._batches[index]] for index in queue._queued]  # type: ignore[index]
+        assert waiting == [[keys[7], keys[6]], [keys[4], keys[5]]]
+        for item in reversed(items):
+            assert queue.get(item) == meter_result(item.ptype, item.content, None, "pingshui")  # type: ignore[arg-type]
+    finally:
+        queue.close()
 
 
 _AT = "2026-01-01T00:00:00Z"
