@@ -56,7 +56,7 @@ def clean(
     """Read any mix of stores and legacy shards, dedupe, meter-check, write clean + rejected JSONL and the report.
 
     ``rejected`` defaults to ``rejected.jsonl`` beside ``out``. ``workers``: processes sharing the meter checks, this
-    one included (1 = in-process only; default: one more than the CPUs usable, at most 8, or 1 for inputs under PARALLEL_MIN_BYTES).
+    one included (1 = in-process only; default: `meter_pool.default_workers()`, or 1 for inputs under PARALLEL_MIN_BYTES).
     ``meter``: 'strict' or 'flag' (`CleanPolicy.with_meter`) over the policy. ``progress``: show progress bars (None: unless POEMLIB_PROGRESS=0; see `poemlib.progress`). Inputs
     and the images root are found by `poemlib.config.resolve_path` (current directory first); outputs go where given.
     Returns the CleanReport (also saved to ``report``).

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         rejected: Path = typer.Option(None, "--rejected", help="where the other records go, with reasons (default: rejected.jsonl beside --out)"),
         strict: bool = typer.Option(False, "--strict", help="exit 1 when a record is malformed, an input unreadable or an image missing"),
         meter: str = typer.Option(None, "--meter", help="strict: drop poems failing form, 平仄 or rhyme; flag: keep 平仄/rhyme failures, flagged (default: the policy file)"),
-        workers: int = typer.Option(None, "--workers", help="processes sharing the meter checks, this one included (default: one more than the CPUs usable, at most 8, for inputs of 4 MB or more, else 1)"),
+        workers: int = typer.Option(None, "--workers", help="processes sharing the meter checks, this one included (default: one more than the CPUs usable, at most 8, for inputs of 4 MB or more on more than one CPU, else 1)"),
     ) -> None:
         """Merge any mix of annotation stores and legacy shards into clean JSONL plus a count report."""
         from poemlib.clean import DEDUPE_POLICIES, clean

@@ -92,3 +92,10 @@ def test_store_lines_are_checked_while_the_store_is_read(tmp_path, monkeypatch) 
     assert by_path["p0.jpg"]["annotation"]["poem_title"] == "早发" and by_path["p0.jpg"]["meter"]["form_ok"] is True
     assert by_path["p1.jpg"]["annotation"]["poem_title"] == "山行"  # the re-annotation in b.jsonl wins (latest)
     assert rep.counts.superseded_in_store == 1
+
+
+def test_default_workers_add_a_worker_per_cpu_to_the_main_process(monkeypatch) -> None:
+    """The main process reads and writes alone: one worker per CPU beside it, none on a single CPU, at most 8 in all."""
+    for cpus, expected in ((1, 1), (2, 3), (4, 5), (16, 8)):
+        monkeypatch.setattr(meter_pool.os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)), raising=False)
+        assert meter_pool.default_workers() == expected
