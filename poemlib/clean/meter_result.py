@@ -6,8 +6,12 @@ import json
 import re
 from typing import Any, NamedTuple
 
-from poemlib.meter import MeterCheckError, check_annotation
+from pydantic import TypeAdapter
 
+from poemlib.meter import MeterCheckError, MeterReport, check_annotation
+
+# UTF-8 JSON straight from pydantic-core (model_dump_json decodes it to str, which was encoded back for the output).
+_REPORT_JSON = TypeAdapter(MeterReport).dump_json
 _NON_HAN = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
 
 Poem = tuple[str, str, "str | None"]  # (poem type, content, title)
@@ -44,7 +48,7 @@ def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> 
         return MeterResult(error, None, None, None, True, tuple(len(x) for x in lines))
     assert report is not None  # an ok record always carries a type and content
     return MeterResult(
-        report.model_dump_json().encode("utf-8"),
+        _REPORT_JSON(report),
         report.form_ok,
         report.tone_ok,
         report.rhyme_ok,
