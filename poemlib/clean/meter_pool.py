@@ -69,11 +69,17 @@ class MeterQueue:
         """Queue an ok record's poem (no-op without a pool, or when it is already queued or checked)."""
         if self.pool is None or item.status != "ok" or item.order in self._where or item.order in self._done:
             return
-        self._where[item.order] = len(self._batches)
-        self._open.append((item.order, (item.ptype, item.content, item.title)))  # type: ignore[arg-type]
-        if len(self._open) >= METER_BATCH:
-            self._close_open()
+        if self._add(item.order, (item.ptype, item.content, item.title)):  # type: ignore[arg-type]
             self._pump()
+
+    def _add(self, key: Order, poem: Poem) -> bool:
+        """Put a poem in the open batch; True when that filled the batch and queued it."""
+        self._where[key] = len(self._batches)  # the open batch's index once it is queued
+        self._open.append((key, poem))
+        if len(self._open) < METER_BATCH:
+            return False
+        self._close_open()
+        return True
 
     def _close_open(self) -> None:
         """Queue the open batch."""
@@ -88,15 +94,10 @@ class MeterQueue:
         self._close_open()
         waiting = {key: poem for index in self._queued for key, poem in self._wanted(index)}
         rank = {key: position for position, key in enumerate(needed) if key in waiting}
-        ordered = sorted(waiting, key=lambda key: rank.get(key, len(rank)))  # stable: the rest keep their order
         self._queued = []
-        for start in range(0, len(ordered), METER_BATCH):
-            index = len(self._batches)
-            batch = [(key, waiting[key]) for key in ordered[start:start + METER_BATCH]]
-            for key, _ in batch:
-                self._where[key] = index
-            self._queued.append(index)
-            self._batches.append(batch)
+        for key in sorted(waiting, key=lambda key: rank.get(key, len(rank))):  # stable: the rest keep their order
+            self._add(key, waiting[key])
+        self._close_open()
 
     def discard(self, item: Item) -> None:
         """A record lost its image: its result is not wanted."""
@@ -148,7 +149,7 @@ class MeterQueue:
             # Every time, not only when this record is still wanted: taking finished results without sending more
             # would leave the workers idle while this process walks through results they already made.
             self._pump()
-        if index is not None and self.pool is not None:
+        if index is not None and self.pool is not None:  # still wanted (a worker may have just delivered it)
             while index in self._in_flight and self._queued and not self._in_flight[index].ready():
                 # Rather than wait for a worker, check the batch needed last: its lines are written last, so little
                 # is left for this process alone once the workers run out of batches.
