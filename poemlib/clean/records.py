@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from poemlib.clean.legacy import (
     IMAGE_KEYS,
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 # Fields clean sets anew on every output line (an earlier clean's values are dropped).
 _OUT_FIELDS = {"image_paths", "source", "meter", "flags"}
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# UTF-8 JSON straight from pydantic-core (model_dump_json decodes it to str, to be encoded back here).
+_RECORD_JSON = TypeAdapter(AnnotationRecord).dump_json
 
 
 class Item:
@@ -47,7 +49,7 @@ class Item:
         self.rel_path = rel_path
         self.image_state = image_state
         self.paths = record.image_paths
-        self.payload = record.model_dump_json(exclude=_OUT_FIELDS).encode("utf-8")
+        self.payload = _RECORD_JSON(record, exclude=_OUT_FIELDS)
         self.status = record.status.value
         self.error_kind = record.error_kind
         ann = record.annotation
