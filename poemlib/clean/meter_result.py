@@ -6,12 +6,8 @@ import json
 import re
 from typing import Any, NamedTuple
 
-from pydantic import TypeAdapter
-
-from poemlib.meter import MeterCheckError, MeterReport, check_annotation
-
-# UTF-8 JSON straight from pydantic-core (model_dump_json decodes it to str, which was encoded back for the output).
-_REPORT_JSON = TypeAdapter(MeterReport).dump_json
+from poemlib.meter import MeterCheckError, check_annotation
+from poemlib.meter.report import report_json
 _NON_HAN = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
 
 Poem = tuple[str, str, "str | None"]  # (poem type, content, title)
@@ -39,7 +35,7 @@ class MeterResult(NamedTuple):
 
 
 def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> MeterResult:
-    """Check one poem through meter.check_annotation and reduce the report (its JSON rendered by pydantic-core)."""
+    """Check one poem through meter.check_annotation and reduce the report (its JSON kept as UTF-8 bytes)."""
     try:
         report = check_annotation({"poem_type": poem_type, "poem_content": content, "poem_title": title}, mode=mode)
     except MeterCheckError as exc:  # a checker bug must not lose the record; it is flagged and counted
@@ -48,7 +44,7 @@ def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> 
         return MeterResult(error, None, None, None, True, tuple(len(x) for x in lines))
     assert report is not None  # an ok record always carries a type and content
     return MeterResult(
-        _REPORT_JSON(report),
+        report_json(report),
         report.form_ok,
         report.tone_ok,
         report.rhyme_ok,

