@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from poemlib.meter import MeterCheckError, check_annotation
 from poemlib.meter.report import report_json
+
 _NON_HAN = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
 
 Poem = tuple[str, str, "str | None"]  # (poem type, content, title)
