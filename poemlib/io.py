@@ -91,7 +91,8 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Iterable[str 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     chunks = [data] if isinstance(data, (str, bytes)) else data
     try:
-        with tmp.open("wb") as fh:
+        # A 1 MB buffer: clean streams ~100,000 lines of ~3 KB here, and the default 8 KB one flushed every other line.
+        with tmp.open("wb", buffering=1 << 20) as fh:
             for chunk in chunks:
                 fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
             fh.flush()

@@ -30,10 +30,6 @@ class MeterResult(NamedTuple):
         """How many of form/tone/rhyme passed (poemlib.meter.passes)."""
         return (self.form_ok is True) + (self.tone_ok is True) + (self.rhyme_ok is True)
 
-    def value(self, check: str) -> bool | None:
-        """The result of one of form, tone, rhyme."""
-        return getattr(self, f"{check}_ok")
-
 
 def meter_result(poem_type: str, content: str, title: str | None, mode: str) -> MeterResult:
     """Check one poem through meter.check_annotation and reduce the report (its JSON kept as UTF-8 bytes)."""

@@ -12,7 +12,7 @@ from typing import Any
 from poemlib.clean.dedupe import Chosen, decide_best
 from poemlib.clean.meter_pool import MeterQueue
 from poemlib.clean.meter_result import MeterResult, violation_rules
-from poemlib.clean.policy import METER_CHECKS, CleanPolicy
+from poemlib.clean.policy import CleanPolicy
 from poemlib.clean.records import Item
 from poemlib.clean.report import DuplicateGroup, MissingImage, UnfitItem
 from poemlib.clean.traditional import has_traditional
@@ -27,7 +27,7 @@ class RejectedLines:
 
     def __init__(self, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._spool = tempfile.TemporaryFile(dir=target.parent)
+        self._spool = tempfile.TemporaryFile(dir=target.parent, buffering=1 << 20)
         self.reasons: Counter = Counter()
         self.count = 0
 
@@ -53,7 +53,8 @@ class ChosenPass:
 
     def __init__(self, policy: CleanPolicy, meters: MeterQueue, reject: RejectedLines) -> None:
         self.policy = policy
-        self.rules = policy.meter_rules()
+        # per meter check: the MeterResult field, the tally keys, the flag/reason, and whether to flag and drop a failure
+        self._rule_names = [(f"{r.check}_ok", f"{r.check}_checked", f"{r.check}_passed", f"{r.check}_failed", r.flag, r.drop) for r in policy.meter_rules()]
         self.meters = meters
         self.reject = reject
         self.tally: Counter = Counter()  # images_*, traditional, eligible, rejected_by_policy, tokens_missing
@@ -156,23 +157,24 @@ class ChosenPass:
         if meter.error:
             tally["meter_errors"] += 1
             flags.append("meter_error")
-        failed_any, checked_any = False, False
-        for check, flag, drop in self.rules:
-            value = meter.value(check)
+        failed_any = checked_any = dropped = False
+        for ok_field, checked, passed, failed, flag, drop in self._rule_names:
+            value = getattr(meter, ok_field)
             if value is None:
                 continue
             checked_any = True
-            tally[f"{check}_checked"] += 1
+            tally[checked] += 1
             if value is True:
-                tally[f"{check}_passed"] += 1
+                tally[passed] += 1
                 continue
             failed_any = True
             if flag:
-                flags.append(f"{check}_failed")
+                flags.append(failed)
             if drop:
-                reasons.append(f"{check}_failed")
-                self.meter_dropped[ptype][f"{check}_failed"] += 1
-        if any(r.endswith("_failed") and r[: -len("_failed")] in METER_CHECKS for r in reasons):
+                dropped = True
+                reasons.append(failed)
+                self.meter_dropped[ptype][failed] += 1
+        if dropped:
             self.meter_dropped[ptype].update(violation_rules(meter))
         if checked_any and not failed_any and not meter.error:
             tally["all_passed"] += 1
