@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
+
 from poemlib.clean import clean, meter_pool
 from poemlib.clean.meter_result import meter_result
 from tests.clean.data import (
@@ -99,3 +101,40 @@ def test_default_workers_add_a_worker_per_cpu_to_the_main_process(monkeypatch) -
     for cpus, expected in ((1, 1), (2, 3), (4, 5), (16, 8)):
         monkeypatch.setattr(meter_pool.os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)), raising=False)
         assert meter_pool.default_workers() == expected
+
+
+def test_repeated_submits_collect_results_and_keep_workers_supplied(monkeypatch) -> None:
+    """Records already queued come back through dedupe when a store file ends: those submits still pump the pool."""
+    import time
+
+    monkeypatch.setattr(meter_pool, "METER_BATCH", 2)
+    poems = [("五言绝句", DENG), ("七言绝句", ZAOFA), ("五言律诗", CHUNWANG), ("五言绝句", BROKEN)] * 2
+    items = [SimpleNamespace(status="ok", order=(0, i), ptype=t, content=c, title=None) for i, (t, c) in enumerate(poems)]
+    queue = meter_pool.MeterQueue("pingshui", workers=2)  # one worker, two batches in flight
+    try:
+        for item in items:
+            queue.submit(item)  # type: ignore[arg-type]
+        assert len(queue._in_flight) == 2 and len(queue._queued) == 2 and not queue._done
+        deadline = time.monotonic() + 20
+        while queue._queued or queue._in_flight:  # the same records again, as dedupe hands them back
+            assert time.monotonic() < deadline, "the pool was never pumped"
+            queue.submit(items[0])  # type: ignore[arg-type]
+            time.sleep(0.01)
+        assert set(queue._done) == {item.order for item in items}
+        for item in items:
+            assert queue.get(item) == meter_result(item.ptype, item.content, None, "pingshui")  # type: ignore[arg-type]
+    finally:
+        queue.close()
+
+
+def test_pool_pipes_hold_a_whole_batch_of_results() -> None:
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("pipe sizes are Linux only")
+    queue = meter_pool.MeterQueue("pingshui", workers=2)
+    try:
+        pool = queue.pool
+        for connection in (pool._inqueue._reader, pool._outqueue._reader, pool._outqueue._writer):  # type: ignore[union-attr]
+            assert fcntl.fcntl(connection.fileno(), fcntl.F_GETPIPE_SZ) >= meter_pool.PIPE_BYTES
+    finally:
+        queue.close()
