@@ -10,8 +10,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PoemType = Literal["五言绝句", "七言绝句", "五言律诗", "七言律诗", "词"]
-POEM_TYPES: tuple[str, ...] = get_args(PoemType)
+from poemlib.forms import POEM_TYPES, PoemType
 
 ErrorKind = Literal[
     "bad_image",  # file missing, unreadable, not an image, unsupported format

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "poemlib"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 100
 # Shared layers: the stages are built on them, so they must never reach up into a stage.
-SHARED = ("gemini", "render", "meter", "schema", "io", "config", "images", "progress", "qwen_vl")
+SHARED = ("gemini", "render", "meter", "schema", "forms", "io", "config", "images", "progress", "qwen_vl")
 STAGES = ("annotate", "clean", "transform", "train", "backends", "evaluate", "demo", "constrain")
 
 

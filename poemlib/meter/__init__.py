@@ -21,7 +21,7 @@ from poemlib.meter.readings import MODES, lines_marks, uncertain_chars
 from poemlib.meter.regulated import FORMS, check_regular
 from poemlib.meter.report import RULES, MeterReport, Violation, passes, trusted
 from poemlib.meter.text import Segment, split_lines, split_stanzas
-from poemlib.schema import POEM_TYPES
+from poemlib.forms import POEM_TYPES
 
 if TYPE_CHECKING:
     import pandas as pd

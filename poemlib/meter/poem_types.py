@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from poemlib.schema import POEM_TYPES
+from poemlib.forms import POEM_TYPES
 
 # Every abbreviation and loose name in use for a schema poem type.
 TYPE_ALIASES: dict[str, str] = {
