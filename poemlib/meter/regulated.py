@@ -14,9 +14,9 @@ from poemlib.meter.readings import (
     Reading,
     compatible,
     group_short,
+    line_readings,
     lines_tones,
     neighbours,
-    reading,
     to_simplified,
 )
 from poemlib.meter.report import Violation, violation
@@ -170,7 +170,7 @@ def _check_rhyme(lines: list[str], mode: str) -> _Rhyme:
     key = (ends, tuple(map(len, lines)), mode)
     cached = _RHYME_CACHE.get(key)
     if cached is None:
-        cached = _rhyme_plan(lines, [reading(ch, mode) for ch in ends], mode)
+        cached = _rhyme_plan(lines, line_readings(ends, mode), mode)
         if len(_RHYME_CACHE) >= _RHYME_CACHE_SIZE:
             _RHYME_CACHE.clear()
         _RHYME_CACHE[key] = cached
@@ -185,6 +185,7 @@ def _check_rhyme(lines: list[str], mode: str) -> _Rhyme:
 _RhymePlan = tuple[str | None, bool, tuple[str, ...], tuple[tuple[int, int], ...], tuple[_RhymeFault, ...], tuple[str, ...]]
 _RHYME_CACHE: dict[tuple[str, tuple[int, ...], str], _RhymePlan] = {}  # (last characters, line lengths, mode)
 _last_char = itemgetter(-1)
+_fault_line = itemgetter(1)  # a rhyme fault's 1-based line
 _RHYME_CACHE_SIZE = 65536
 
 
@@ -196,7 +197,8 @@ def _rhyme_plan(lines: list[str], ends: list[Reading], mode: str) -> _RhymePlan:
     first_rhymes, first_faults, first_notes = _first_line_rhyme(lines[0], ends[0], group, mode)
     positions = ([0] if first_rhymes else []) + even_pos
     faults = first_faults + out + _repeated_rhymes(lines, positions)
-    faults.sort(key=lambda fault: fault[1])
+    if len(faults) > 1:
+        faults.sort(key=_fault_line)
     slots = tuple([(i, len(lines[i]) - 1) for i in positions])
     return group, first_rhymes, tuple([lines[i][-1] for i in positions]), slots, tuple(faults), tuple(first_notes + notes)
 
