@@ -19,7 +19,7 @@ from pathlib import Path
 _NEW_FIELDS = ("rhyme_positions",)
 
 
-def _speed_module():
+def speed_module():
     """benchmarks/meter_speed.py, for its poem generators."""
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "meter_speed.py"
     spec = importlib.util.spec_from_file_location("meter_speed", path)
@@ -30,7 +30,7 @@ def _speed_module():
 
 def generate(out: Path, recorded: Path | None = None) -> None:
     """Write the poem set: [poem_type, content, title, mode] per poem."""
-    speed = _speed_module()
+    speed = speed_module()
     calls = [tuple(c) for c in json.loads(recorded.read_text(encoding="utf-8"))] if recorded else []
     calls = list(dict.fromkeys(calls))
     calls += [(p, c, t, "pingshui") for p, c, t in speed.make_poems(6000, seed=2) if p != "词"][:4000]

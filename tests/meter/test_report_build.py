@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from pydantic import TypeAdapter
 
@@ -12,6 +9,7 @@ from poemlib.meter import MeterReport, Violation, check
 from poemlib.meter.report import report_json, trusted, violation
 
 from .ci_texts import CANONICAL_CI
+from .report_equivalence import speed_module
 
 _POEMS = [
     ("七言律诗", "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。", None),
@@ -51,17 +49,8 @@ def test_bad_title_type_is_still_rejected() -> None:
         check("五言绝句", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", 12)  # type: ignore[arg-type]
 
 
-def _speed_benchmark():
-    """benchmarks/meter_speed.py, for its generated poems (every type, broken ones, 词 of the whole 词谱)."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "meter_speed.py"
-    spec = importlib.util.spec_from_file_location("meter_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_report_json_is_pydantics_json() -> None:
-    speed = _speed_benchmark()
+    speed = speed_module()  # benchmarks/meter_speed.py: every type, broken ones, 词 of the whole 词谱
     calls = [(*poem, mode) for poem in _POEMS for mode in ("pingshui", "xinyun")]
     calls += [(*poem, "pingshui") for poem in speed.make_poems(600, seed=11)]
     calls += [(*poem, "xinyun") for poem in speed.make_poems(200, seed=12)]
