@@ -173,16 +173,16 @@ class MeterQueue:
             # Every time, not only when this record is still wanted: taking finished results without sending more
             # would leave the workers idle while this process walks through results they already made.
             self._pump()
-        if index is not None and self.pool is not None:  # still wanted (a worker may have just delivered it)
-            while index in self._in_flight and self._queued and not self._in_flight[index].ready():
-                # Rather than wait for a worker, check the batch needed last: its lines are written last, so little
-                # is left for this process alone once the workers run out of batches.
-                self._check_batch_here(self._queued[-1])
-                self._pump()
-            if index in self._in_flight:
-                self._harvest(index, wait=True)
-            elif self._batches[index] is not None:
-                self._check_batch_here(index)
+            if index is not None:  # still wanted (a worker may have just delivered it)
+                while index in self._in_flight and self._queued and not self._in_flight[index].ready():
+                    # Rather than wait for a worker, check the batch needed last: its lines are written last, so
+                    # little is left for this process alone once the workers run out of batches.
+                    self._check_batch_here(self._queued[-1])
+                    self._pump()
+                if index in self._in_flight:
+                    self._harvest(index, wait=True)
+                elif self._batches[index] is not None:
+                    self._check_batch_here(index)
         meter = self._done.pop(item.order, None)
         self._where.pop(item.order, None)
         return meter if meter is not None else meter_result(item.ptype, item.content, item.title, self.mode)  # type: ignore[arg-type]
