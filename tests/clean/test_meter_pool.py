@@ -35,11 +35,16 @@ def test_meter_workers_give_the_same_output(legacy, tmp_path, monkeypatch) -> No
         assert outputs[1] == outputs[2] == outputs[3]
 
 
+def _ok_items() -> list[SimpleNamespace]:
+    """Eight ok records (two of each of four poems) standing in for Items, for a MeterQueue alone."""
+    poems = [("五言绝句", DENG), ("七言绝句", ZAOFA), ("五言律诗", CHUNWANG), ("五言绝句", BROKEN)] * 2
+    return [SimpleNamespace(status="ok", order=(0, i), ptype=t, content=c, title=None) for i, (t, c) in enumerate(poems)]
+
+
 def test_records_left_after_reading_are_sent_in_the_order_the_output_needs_them(monkeypatch) -> None:
     """A re-annotated image keeps its early place in the output: its late record is batched first once reading ends."""
     monkeypatch.setattr(meter_pool, "METER_BATCH", 2)
-    poems = [("五言绝句", DENG), ("七言绝句", ZAOFA), ("五言律诗", CHUNWANG), ("五言绝句", BROKEN)] * 2
-    items = [SimpleNamespace(status="ok", order=(0, i), ptype=t, content=c, title=None) for i, (t, c) in enumerate(poems)]
+    items = _ok_items()
     queue = meter_pool.MeterQueue("pingshui", workers=2)  # one worker, two batches in flight: k0-k3 go out at once
     try:
         for item in items:
@@ -108,8 +113,7 @@ def test_repeated_submits_collect_results_and_keep_workers_supplied(monkeypatch)
     import time
 
     monkeypatch.setattr(meter_pool, "METER_BATCH", 2)
-    poems = [("五言绝句", DENG), ("七言绝句", ZAOFA), ("五言律诗", CHUNWANG), ("五言绝句", BROKEN)] * 2
-    items = [SimpleNamespace(status="ok", order=(0, i), ptype=t, content=c, title=None) for i, (t, c) in enumerate(poems)]
+    items = _ok_items()
     queue = meter_pool.MeterQueue("pingshui", workers=2)  # one worker, two batches in flight
     try:
         for item in items:
